@@ -1,0 +1,653 @@
+//! The coordinator's side: every operation a node runs on the masters'
+//! behalf, attempt by attempt, until it succeeds, fails for good, or its
+//! wait runs out.
+//!
+//! Two-phase operations (lock, and the value-only update, extend and
+//! release) ask every master for a promise, commit with `w` grants and
+//! succeed with `w` commit acknowledgements. A holder that presents its token
+//! extends or releases in one round. Reads take one round and succeed when
+//! `w` masters agree.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::NodeId;
+use crate::message::{Ack, EntryState, Expect, Grant, Message, OpId, Refusal, Write};
+use crate::node::Node;
+use crate::request::{EntryView, Lease, OpError, Reply, Request, RequestId, Response, Token};
+use crate::time::{micros, Time};
+
+type Outcome = Result<Ack, Refusal>;
+type Votes = Vec<(NodeId, Outcome)>;
+
+pub(crate) enum OpKind {
+    Lock {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: Duration,
+    },
+    Update {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        new_value: Vec<u8>,
+    },
+    Extend {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: Duration,
+        token: Option<Token>,
+    },
+    Release {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        token: Option<Token>,
+    },
+    Read {
+        key: Vec<u8>,
+    },
+}
+
+impl OpKind {
+    fn key(&self) -> &[u8] {
+        match self {
+            OpKind::Lock { key, .. }
+            | OpKind::Update { key, .. }
+            | OpKind::Extend { key, .. }
+            | OpKind::Release { key, .. }
+            | OpKind::Read { key } => key,
+        }
+    }
+
+    /// The first message of an attempt.
+    fn opening(&self, op: OpId) -> Message {
+        let key = self.key().to_vec();
+        let prepare = |expect| Message::Prepare { op, key: key.clone(), expect };
+        match self {
+            OpKind::Lock { .. } => prepare(Expect::Absent),
+            OpKind::Update { value, .. } | OpKind::Release { value, token: None, .. } => {
+                prepare(Expect::Value(value.clone()))
+            }
+            OpKind::Extend {
+                value, token: None, ..
+            } => prepare(Expect::ValueOrMissing(value.clone())),
+            OpKind::Extend {
+                value,
+                token: Some(token),
+                lease,
+                ..
+            } => Message::ExtendHeld {
+                op,
+                key,
+                value: value.clone(),
+                token: *token,
+                lease: *lease,
+            },
+            OpKind::Release {
+                value,
+                token: Some(token),
+                ..
+            } => Message::ReleaseHeld {
+                op,
+                key,
+                value: value.clone(),
+                token: *token,
+            },
+            OpKind::Read { .. } => Message::Read { op, key },
+        }
+    }
+
+    fn is_two_phase(&self) -> bool {
+        matches!(
+            self,
+            OpKind::Lock { .. }
+                | OpKind::Update { .. }
+                | OpKind::Extend { token: None, .. }
+                | OpKind::Release { token: None, .. }
+        )
+    }
+
+    /// The write to commit with these grants, and the token it carries.
+    fn write(&self, grants: &[&Grant]) -> Result<(Write, Token), OpError> {
+        let entry = grants
+            .iter()
+            .filter_map(|g| g.entry.as_ref())
+            .max_by_key(|e| (e.token, e.revision));
+        match (self, entry) {
+            (OpKind::Lock { value, lease, .. }, _) => {
+                let highest = grants.iter().map(|g| g.highest).max().unwrap_or_default();
+                let token = Token(highest.0.saturating_add(1));
+                let write = Write::Create {
+                    value: value.clone(),
+                    lease: *lease,
+                    token,
+                };
+                Ok((write, token))
+            }
+            (_, None) => Err(OpError::NotFound),
+            (OpKind::Update { new_value, .. }, Some(e)) => Ok((
+                Write::SetValue {
+                    value: new_value.clone(),
+                    revision: e.revision + 1,
+                },
+                e.token,
+            )),
+            (OpKind::Extend { value, lease, .. }, Some(e)) => Ok((
+                Write::Extend {
+                    value: value.clone(),
+                    token: e.token,
+                    revision: e.revision,
+                    lease: *lease,
+                },
+                e.token,
+            )),
+            (OpKind::Release { .. }, Some(e)) => Ok((Write::Delete { token: e.token }, e.token)),
+            (OpKind::Read { .. }, Some(_)) => unreachable!("reads are not two-phase"),
+        }
+    }
+}
+
+enum Phase {
+    /// Waiting out a backoff before the next attempt.
+    Backoff,
+    /// Promises asked for at `started`.
+    Prepare { started: Time, votes: Votes },
+    /// `write` sent to the masters that granted.
+    Commit {
+        started: Time,
+        token: Token,
+        key: Vec<u8>,
+        write: Write,
+        granted: Vec<NodeId>,
+        votes: Votes,
+        resent: bool,
+    },
+    /// One round: a token holder's extend or release, or a read.
+    Round { started: Time, votes: Votes },
+}
+
+pub(crate) struct Op {
+    request: RequestId,
+    kind: OpKind,
+    deadline: Time,
+    attempt: u32,
+    phase: Phase,
+    timer: Time,
+    /// What went wrong last, answered if the wait runs out.
+    failure: OpError,
+}
+
+#[derive(Default)]
+pub(crate) struct Coordinator {
+    ops: BTreeMap<OpId, Op>,
+    /// Finished attempts, kept for one rpc timeout so that a promise granted
+    /// too late is released at once instead of blocking its key.
+    retired: BTreeMap<OpId, Vec<u8>>,
+    timers: BTreeSet<(Time, OpId)>,
+}
+
+impl Coordinator {
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(crate) fn next_timer(&self) -> Option<Time> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    fn insert(&mut self, id: OpId, op: Op) {
+        self.timers.insert((op.timer, id));
+        self.ops.insert(id, op);
+    }
+
+    fn take(&mut self, id: OpId) -> Option<Op> {
+        let op = self.ops.remove(&id)?;
+        self.timers.remove(&(op.timer, id));
+        Some(op)
+    }
+
+    fn retire(&mut self, id: OpId, key: Vec<u8>, until: Time) {
+        self.timers.insert((until, id));
+        self.retired.insert(id, key);
+    }
+}
+
+impl Node {
+    fn new_op_id(&mut self) -> OpId {
+        OpId(self.rng.next_u64())
+    }
+
+    pub(crate) fn start_op(&mut self, now: Time, request: RequestId, req: Request) {
+        let (kind, wait) = match req {
+            Request::Lock {
+                key,
+                value,
+                lease,
+                wait,
+            } => (OpKind::Lock { key, value, lease }, wait),
+            Request::Update {
+                key,
+                value,
+                new_value,
+                wait,
+            } => (
+                OpKind::Update {
+                    key,
+                    value,
+                    new_value,
+                },
+                wait,
+            ),
+            Request::Extend {
+                key,
+                value,
+                lease,
+                token,
+                wait,
+            } => (
+                OpKind::Extend {
+                    key,
+                    value,
+                    lease,
+                    token,
+                },
+                wait,
+            ),
+            Request::Release {
+                key,
+                value,
+                token,
+                wait,
+            } => (OpKind::Release { key, value, token }, wait),
+            Request::Read { key, wait } => (OpKind::Read { key }, wait),
+            _ => unreachable!("local requests are answered by the node"),
+        };
+        let op = Op {
+            request,
+            kind,
+            deadline: now + wait,
+            attempt: 0,
+            phase: Phase::Backoff,
+            timer: now,
+            failure: OpError::NoQuorum,
+        };
+        let id = self.new_op_id();
+        self.begin_attempt(now, id, op);
+    }
+
+    fn begin_attempt(&mut self, now: Time, id: OpId, mut op: Op) {
+        let msg = op.kind.opening(id);
+        op.phase = if op.kind.is_two_phase() {
+            Phase::Prepare {
+                started: now,
+                votes: Vec::new(),
+            }
+        } else {
+            Phase::Round {
+                started: now,
+                votes: Vec::new(),
+            }
+        };
+        op.timer = now + self.config.rpc_timeout;
+        self.coordinator.insert(id, op);
+        for i in 0..self.config.masters.len() {
+            let to = self.config.masters[i];
+            self.send(to, msg.clone());
+        }
+    }
+
+    pub(crate) fn on_reply(&mut self, now: Time, from: NodeId, id: OpId, outcome: Outcome) {
+        if !self.config.masters.contains(&from) {
+            return;
+        }
+        if let Some(key) = self.coordinator.retired.get(&id) {
+            if matches!(outcome, Ok(Ack::Granted(_))) {
+                let key = key.clone();
+                self.send(from, Message::Abort { op: id, key });
+            }
+            return;
+        }
+        let Some(mut op) = self.coordinator.take(id) else {
+            return;
+        };
+        let votes = match &mut op.phase {
+            Phase::Prepare { votes, .. } | Phase::Round { votes, .. } => votes,
+            Phase::Commit {
+                votes,
+                granted,
+                key,
+                ..
+            } => {
+                if !granted.contains(&from) {
+                    // A promise granted after the commit was decided.
+                    if matches!(outcome, Ok(Ack::Granted(_))) {
+                        let key = key.clone();
+                        self.send(from, Message::Abort { op: id, key });
+                    }
+                    self.coordinator.insert(id, op);
+                    return;
+                }
+                votes
+            }
+            Phase::Backoff => {
+                self.coordinator.insert(id, op);
+                return;
+            }
+        };
+        if votes.iter().any(|(n, _)| *n == from) {
+            self.coordinator.insert(id, op);
+            return;
+        }
+        votes.push((from, outcome));
+        self.evaluate(now, id, op);
+    }
+
+    /// Decides what an attempt does after a new vote.
+    fn evaluate(&mut self, now: Time, id: OpId, op: Op) {
+        let (n, w) = (self.config.masters.len(), self.config.w);
+        match &op.phase {
+            Phase::Prepare { votes, .. } => {
+                let grants = votes.iter().filter(|(_, o)| o.is_ok()).count();
+                if grants >= w {
+                    self.commit(now, id, op);
+                } else if votes.len() - grants > n - w {
+                    self.fail_attempt(now, id, op);
+                } else {
+                    self.coordinator.insert(id, op);
+                }
+            }
+            Phase::Commit {
+                votes,
+                granted,
+                token,
+                ..
+            } => {
+                let acks = votes.iter().filter(|(_, o)| o.is_ok()).count();
+                let refusals = votes.len() - acks;
+                if acks >= w {
+                    self.succeed(now, id, op);
+                } else if granted.len() - refusals < w {
+                    if acks == 0 && refusals == granted.len() {
+                        // Every master refused: nothing was written.
+                        self.fail_attempt(now, id, op);
+                    } else {
+                        let token = Some(*token);
+                        self.finish(now, id, op, Err(OpError::Unconfirmed { token }));
+                    }
+                } else {
+                    self.coordinator.insert(id, op);
+                }
+            }
+            Phase::Round { votes, .. } => {
+                if let OpKind::Read { .. } = op.kind {
+                    return self.evaluate_read(now, id, op);
+                }
+                let acks = votes.iter().filter(|(_, o)| o.is_ok()).count();
+                if acks >= w {
+                    self.succeed(now, id, op);
+                } else if votes.len() - acks > n - w {
+                    self.fail_attempt(now, id, op);
+                } else {
+                    self.coordinator.insert(id, op);
+                }
+            }
+            Phase::Backoff => self.coordinator.insert(id, op),
+        }
+    }
+
+    /// A read succeeds when `w` masters report the same state of the key:
+    /// then that state is committed at a quorum, and any write that completed
+    /// before the read began is among them.
+    fn evaluate_read(&mut self, now: Time, id: OpId, op: Op) {
+        let Phase::Round { votes, .. } = &op.phase else {
+            unreachable!()
+        };
+        let states: Vec<Option<&EntryState>> = votes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Ok(Ack::Read(state)) => Some(state.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let version = |s: &Option<&EntryState>| s.map(|e| (e.token, e.revision));
+        let agreed = states.iter().find(|s| {
+            states.iter().filter(|t| version(t) == version(s)).count() >= self.config.w
+        });
+        if let Some(state) = agreed {
+            let view = state.map(|e| EntryView {
+                value: e.value.clone(),
+                token: e.token,
+                remaining: states
+                    .iter()
+                    .flatten()
+                    .filter(|t| (t.token, t.revision) == (e.token, e.revision))
+                    .map(|t| t.remaining)
+                    .min()
+                    .unwrap_or(e.remaining),
+            });
+            return self.finish(now, id, op, Ok(Response::Value(view)));
+        }
+        if votes.len() == self.config.masters.len() {
+            self.fail_attempt(now, id, op);
+        } else {
+            self.coordinator.insert(id, op);
+        }
+    }
+
+    fn commit(&mut self, now: Time, id: OpId, mut op: Op) {
+        let Phase::Prepare { started, votes } = &op.phase else {
+            unreachable!()
+        };
+        let grants: Vec<&Grant> = votes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Ok(Ack::Granted(g)) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let granted: Vec<NodeId> = votes
+            .iter()
+            .filter(|(_, o)| o.is_ok())
+            .map(|(n, _)| *n)
+            .collect();
+        let (write, token) = match op.kind.write(&grants) {
+            Ok(x) => x,
+            Err(e) => {
+                self.abort_promises(id, &op);
+                return self.finish(now, id, op, Err(e));
+            }
+        };
+        let key = op.kind.key().to_vec();
+        for &to in &granted {
+            let msg = Message::Commit {
+                op: id,
+                key: key.clone(),
+                write: write.clone(),
+            };
+            self.send(to, msg);
+        }
+        op.phase = Phase::Commit {
+            started: *started,
+            token,
+            key,
+            write,
+            granted,
+            votes: Vec::new(),
+            resent: false,
+        };
+        op.timer = now + self.config.rpc_timeout;
+        self.coordinator.insert(id, op);
+    }
+
+    fn succeed(&mut self, now: Time, id: OpId, op: Op) {
+        let (started, token) = match &op.phase {
+            Phase::Commit { started, token, .. } => (*started, Some(*token)),
+            Phase::Round { started, .. } => (*started, None),
+            _ => unreachable!("only commits and rounds succeed"),
+        };
+        let lease = |lease: Duration, token: Token| {
+            let validity = self.config.drift().shrink(lease);
+            Lease {
+                token,
+                validity,
+                valid_until: started + validity,
+            }
+        };
+        let response = match &op.kind {
+            OpKind::Lock { lease: l, .. } => Response::Locked(lease(*l, token.unwrap_or_default())),
+            OpKind::Extend { lease: l, token: t, .. } => {
+                Response::Extended(lease(*l, t.or(token).unwrap_or_default()))
+            }
+            OpKind::Update { .. } => Response::Updated {
+                token: token.unwrap_or_default(),
+            },
+            OpKind::Release { .. } => Response::Released,
+            OpKind::Read { .. } => unreachable!("reads finish in evaluate_read"),
+        };
+        self.finish(now, id, op, Ok(response));
+    }
+
+    /// Answers the request and retires the attempt.
+    fn finish(&mut self, now: Time, id: OpId, op: Op, reply: Reply) {
+        self.reply(op.request, reply);
+        let until = now + self.config.rpc_timeout;
+        self.coordinator.retire(id, op.kind.key().to_vec(), until);
+    }
+
+    fn abort_promises(&mut self, id: OpId, op: &Op) {
+        if let Phase::Prepare { votes, .. } = &op.phase {
+            let granted: Vec<NodeId> = votes
+                .iter()
+                .filter(|(_, o)| o.is_ok())
+                .map(|(n, _)| *n)
+                .collect();
+            for to in granted {
+                let key = op.kind.key().to_vec();
+                self.send(to, Message::Abort { op: id, key });
+            }
+        }
+    }
+
+    /// Ends an attempt that cannot succeed: answers for good, or backs off
+    /// and tries again while the wait allows.
+    fn fail_attempt(&mut self, now: Time, id: OpId, mut op: Op) {
+        self.abort_promises(id, &op);
+        let (error, definitive) = self.classify(&op);
+        if definitive {
+            return self.finish(now, id, op, Err(error));
+        }
+        let until = now + self.config.rpc_timeout;
+        self.coordinator.retire(id, op.kind.key().to_vec(), until);
+        let backoff = self.backoff(op.attempt);
+        if now + backoff > op.deadline {
+            self.reply(op.request, Err(error));
+            return;
+        }
+        op.failure = error;
+        op.attempt = op.attempt.saturating_add(1);
+        op.phase = Phase::Backoff;
+        op.timer = now + backoff;
+        let next = self.new_op_id();
+        self.coordinator.insert(next, op);
+    }
+
+    /// Full jitter on a capped exponential.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let retry = self.config.retry;
+        let cap = retry
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(retry.max);
+        Duration::from_micros(self.rng.up_to(micros(cap)))
+    }
+
+    /// The error an attempt's refusals point to, and whether retrying could
+    /// change it.
+    fn classify(&self, op: &Op) -> (OpError, bool) {
+        let votes: &[(NodeId, Outcome)] = match &op.phase {
+            Phase::Prepare { votes, .. } | Phase::Round { votes, .. } => votes,
+            Phase::Commit { .. } | Phase::Backoff => &[],
+        };
+        let count = |r: Refusal| votes.iter().filter(|(_, o)| *o == Err(r)).count();
+        let (n, w) = (self.config.masters.len(), self.config.w);
+        let (held, mismatch, missing) = (
+            count(Refusal::Held),
+            count(Refusal::Mismatch),
+            count(Refusal::Missing),
+        );
+        let is_lock = matches!(op.kind, OpKind::Lock { .. });
+        // A lock waits for the holder to go; a holder's operation that a
+        // quorum can never accept is answered at once.
+        if !is_lock && mismatch + missing > n - w {
+            let error = if mismatch >= missing {
+                OpError::NotOwner
+            } else {
+                OpError::NotFound
+            };
+            return (error, true);
+        }
+        let error = if held > 0 {
+            OpError::Held
+        } else if mismatch > 0 {
+            OpError::NotOwner
+        } else if missing > 0 {
+            OpError::NotFound
+        } else if count(Refusal::Recovering) > 0 {
+            OpError::Recovering
+        } else {
+            OpError::NoQuorum
+        };
+        (error, false)
+    }
+
+    pub(crate) fn coordinator_timers(&mut self, now: Time) {
+        while let Some(&(t, id)) = self.coordinator.timers.first() {
+            if t > now {
+                break;
+            }
+            self.coordinator.timers.remove(&(t, id));
+            if self.coordinator.retired.remove(&id).is_some() {
+                continue;
+            }
+            let Some(mut op) = self.coordinator.ops.remove(&id) else {
+                continue;
+            };
+            match &mut op.phase {
+                Phase::Backoff => self.begin_attempt(now, id, op),
+                Phase::Prepare { .. } | Phase::Round { .. } => self.fail_attempt(now, id, op),
+                Phase::Commit {
+                    resent,
+                    granted,
+                    votes,
+                    key,
+                    write,
+                    token,
+                    ..
+                } => {
+                    if *resent {
+                        let token = Some(*token);
+                        self.finish(now, id, op, Err(OpError::Unconfirmed { token }));
+                        continue;
+                    }
+                    // One resend: a lost commit or acknowledgement is common,
+                    // and masters acknowledge a commit they already applied.
+                    *resent = true;
+                    let silent: Vec<NodeId> = granted
+                        .iter()
+                        .filter(|g| !votes.iter().any(|(n, _)| n == *g))
+                        .copied()
+                        .collect();
+                    let msg = Message::Commit {
+                        op: id,
+                        key: key.clone(),
+                        write: write.clone(),
+                    };
+                    op.timer = now + self.config.rpc_timeout;
+                    self.coordinator.insert(id, op);
+                    for to in silent {
+                        self.send(to, msg.clone());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `set_nodes` and `set_w`: a membership change is applied by every node,
+//! old and new, and reported as done only when each has confirmed it.
+//!
+//! Changes are ordered by an epoch; a node applies only newer epochs. A node
+//! that becomes a master enters the same quarantine as a restarted one: it
+//! has not seen the promises and leases of the masters before it.
+
+use std::collections::BTreeSet;
+
+use crate::config::{validate_members, NodeId, Role};
+use crate::message::Message;
+use crate::node::Node;
+use crate::request::{InvalidRequest, OpError, RequestId, Response};
+use crate::store::Store;
+use crate::promise::Promises;
+use crate::time::Time;
+
+/// How many resends before a change is reported unconfirmed.
+const ATTEMPTS: u32 = 10;
+
+#[derive(Default)]
+pub(crate) struct Membership {
+    epoch: u64,
+    pending: Option<Change>,
+}
+
+struct Change {
+    request: RequestId,
+    msg: Message,
+    epoch: u64,
+    waiting: BTreeSet<NodeId>,
+    sends_left: u32,
+    timer: Time,
+}
+
+impl Membership {
+    pub(crate) fn next_timer(&self) -> Option<Time> {
+        self.pending.as_ref().map(|c| c.timer)
+    }
+}
+
+impl Node {
+    pub(crate) fn start_membership(
+        &mut self,
+        now: Time,
+        id: RequestId,
+        masters: Vec<NodeId>,
+        replicas: Vec<NodeId>,
+        w: usize,
+    ) {
+        if let Err(e) = validate_members(&masters, &replicas, w, self.config.allow_unsafe_quorum) {
+            return self.reply(id, Err(OpError::Invalid(InvalidRequest::Config(e))));
+        }
+        if self.membership.pending.is_some() {
+            return self.reply(id, Err(OpError::Invalid(InvalidRequest::AdminBusy)));
+        }
+        let epoch = self.membership.epoch + 1;
+        let me = self.config.id;
+        let waiting: BTreeSet<NodeId> = self
+            .config
+            .masters
+            .iter()
+            .chain(&self.config.replicas)
+            .chain(&masters)
+            .chain(&replicas)
+            .copied()
+            .filter(|&n| n != me)
+            .collect();
+        let msg = Message::Membership {
+            epoch,
+            masters: masters.clone(),
+            replicas: replicas.clone(),
+            w,
+        };
+        self.apply_membership(now, epoch, masters, replicas, w);
+        if waiting.is_empty() {
+            return self.reply(id, Ok(Response::Configured));
+        }
+        for &to in &waiting {
+            self.send(to, msg.clone());
+        }
+        self.membership.pending = Some(Change {
+            request: id,
+            msg,
+            epoch,
+            waiting,
+            sends_left: ATTEMPTS - 1,
+            timer: now + self.config.rpc_timeout,
+        });
+    }
+
+    fn apply_membership(
+        &mut self,
+        now: Time,
+        epoch: u64,
+        masters: Vec<NodeId>,
+        replicas: Vec<NodeId>,
+        w: usize,
+    ) {
+        let before = self.role;
+        self.membership.epoch = epoch;
+        self.config.masters = masters;
+        self.config.replicas = replicas;
+        self.config.w = w;
+        self.role = self.config.role();
+        if self.role == before {
+            return;
+        }
+        match self.role {
+            Role::Master => {
+                self.recovering_until = Some(now + self.config.quarantine());
+                self.observe_token(self.highest);
+            }
+            Role::Replica => {
+                self.promises = Promises::default();
+                self.request_sync();
+            }
+            Role::Client => {
+                self.promises = Promises::default();
+                self.store = Store::new(self.config.seed);
+            }
+        }
+    }
+
+    pub(crate) fn on_membership(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        epoch: u64,
+        masters: Vec<NodeId>,
+        replicas: Vec<NodeId>,
+        w: usize,
+    ) {
+        if validate_members(&masters, &replicas, w, self.config.allow_unsafe_quorum).is_err() {
+            return;
+        }
+        if epoch > self.membership.epoch {
+            self.apply_membership(now, epoch, masters, replicas, w);
+        }
+        self.send(from, Message::MembershipAck { epoch });
+    }
+
+    pub(crate) fn on_membership_ack(&mut self, _now: Time, from: NodeId, epoch: u64) {
+        let Some(change) = &mut self.membership.pending else {
+            return;
+        };
+        if change.epoch != epoch {
+            return;
+        }
+        change.waiting.remove(&from);
+        if change.waiting.is_empty() {
+            let request = change.request;
+            self.membership.pending = None;
+            self.reply(request, Ok(Response::Configured));
+        }
+    }
+
+    pub(crate) fn membership_timer(&mut self, now: Time) {
+        let Some(change) = &mut self.membership.pending else {
+            return;
+        };
+        if change.timer > now {
+            return;
+        }
+        if change.sends_left == 0 {
+            let request = change.request;
+            self.membership.pending = None;
+            return self.reply(request, Err(OpError::Unconfirmed { token: None }));
+        }
+        change.sends_left -= 1;
+        change.timer = now + self.config.rpc_timeout;
+        let (waiting, msg) = (change.waiting.clone(), change.msg.clone());
+        for to in waiting {
+            self.send(to, msg.clone());
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! A master's side of the protocol: promises, commits under them, one-round
+//! extends and releases by token holders, and quorum reads.
+
+use core::time::Duration;
+
+use crate::config::{NodeId, Role};
+use crate::message::{Ack, Expect, Grant, Message, OpId, Refusal, Write};
+use crate::node::Node;
+use crate::promise::Promise;
+use crate::request::Token;
+use crate::store::Record;
+use crate::time::Time;
+
+type Outcome = Result<Ack, Refusal>;
+
+impl Node {
+    fn answer(&mut self, to: NodeId, op: OpId, outcome: Outcome) {
+        self.send(to, Message::Reply { op, outcome });
+    }
+
+    /// Why this node cannot vote on `key` now, if it cannot.
+    fn cannot_vote(&self, now: Time, key: &[u8], value: Option<&[u8]>) -> Option<Refusal> {
+        if self.role != Role::Master {
+            Some(Refusal::NotMaster)
+        } else if self.is_recovering(now) {
+            Some(Refusal::Recovering)
+        } else if key.is_empty()
+            || key.len() > self.config.max_key_len
+            || value.is_some_and(|v| v.len() > self.config.max_value_len)
+        {
+            Some(Refusal::Invalid)
+        } else {
+            None
+        }
+    }
+
+    fn lease_ok(&self, lease: Duration) -> bool {
+        !lease.is_zero() && lease <= self.config.max_lease
+    }
+
+    /// A change to the local store: replicas and waiters must hear of it.
+    fn stored(&mut self, key: &[u8]) {
+        self.replication_changed(key);
+        self.waiters.key_changed(key);
+    }
+
+    pub(crate) fn on_prepare(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        op: OpId,
+        key: Vec<u8>,
+        expect: Expect,
+    ) {
+        let expected_value = match &expect {
+            Expect::Absent => None,
+            Expect::Value(v) | Expect::ValueOrMissing(v) => Some(&v[..]),
+        };
+        if let Some(refusal) = self.cannot_vote(now, &key, expected_value) {
+            return self.answer(from, op, Err(refusal));
+        }
+        if let Some(p) = self.promises.live(&key, now) {
+            // A duplicated prepare is granted again; any other op waits.
+            if p.op != op {
+                return self.answer(from, op, Err(Refusal::Busy));
+            }
+        }
+        let record = self.store.get(&key);
+        let live = record.filter(|r| r.is_live(now));
+        let verdict = match (&expect, live) {
+            (Expect::Absent, None) => Ok(()),
+            (Expect::Absent, Some(_)) => Err(Refusal::Held),
+            (Expect::Value(v) | Expect::ValueOrMissing(v), Some(r)) if r.value[..] == v[..] => {
+                Ok(())
+            }
+            (Expect::Value(_) | Expect::ValueOrMissing(_), Some(_)) => Err(Refusal::Mismatch),
+            (Expect::Value(_), None) => Err(Refusal::Missing),
+            // Missing means no record at all: a tombstone proves a release.
+            (Expect::ValueOrMissing(_), None) if record.is_some_and(|r| r.deleted) => {
+                Err(Refusal::Missing)
+            }
+            (Expect::ValueOrMissing(_), None) => Ok(()),
+        };
+        let outcome = verdict.map(|()| {
+            Ack::Granted(Grant {
+                highest: self.highest,
+                entry: live.map(|r| r.state(now)),
+            })
+        });
+        if outcome.is_ok() {
+            let expires = now + self.config.promise_timeout;
+            self.promises.grant(
+                &key,
+                Promise {
+                    op,
+                    coordinator: from,
+                    expires,
+                },
+            );
+        }
+        self.answer(from, op, outcome);
+    }
+
+    pub(crate) fn on_commit(&mut self, now: Time, from: NodeId, op: OpId, key: Vec<u8>, write: Write) {
+        let value = match &write {
+            Write::Create { value, .. } | Write::SetValue { value, .. } | Write::Extend { value, .. } => {
+                Some(&value[..])
+            }
+            Write::Delete { .. } => None,
+        };
+        if let Some(refusal) = self.cannot_vote(now, &key, value) {
+            return self.answer(from, op, Err(refusal));
+        }
+        if self.already_applied(now, &key, &write) {
+            return self.answer(from, op, Ok(Ack::Done));
+        }
+        // Only under this op's live promise: a late commit is never applied.
+        if self.promises.take(&key, op, now).is_none() {
+            return self.answer(from, op, Err(Refusal::NoPromise));
+        }
+        let outcome = self.apply(now, &key, write);
+        self.answer(from, op, outcome);
+    }
+
+    /// Whether `write` is already reflected in the store: a duplicated or
+    /// resent commit is acknowledged without a promise.
+    fn already_applied(&self, now: Time, key: &[u8], write: &Write) -> bool {
+        let Some(r) = self.store.get(key) else {
+            return false;
+        };
+        match write {
+            Write::Create { value, token, .. } => {
+                r.is_live(now) && r.token == *token && r.value[..] == value[..]
+            }
+            Write::SetValue { value, revision } => {
+                r.is_live(now) && r.revision == *revision && r.value[..] == value[..]
+            }
+            Write::Extend { .. } => false,
+            Write::Delete { token } => r.deleted && r.token == *token,
+        }
+    }
+
+    fn apply(&mut self, now: Time, key: &[u8], write: Write) -> Outcome {
+        let live = self.store.live(key, now).cloned();
+        match write {
+            Write::Create {
+                value,
+                lease,
+                token,
+            } => {
+                if !self.lease_ok(lease) {
+                    return Err(Refusal::Invalid);
+                }
+                if live.is_some() {
+                    return Err(Refusal::Held);
+                }
+                self.observe_token(token);
+                self.store.put(Record {
+                    key: key.into(),
+                    value: value.into(),
+                    token,
+                    revision: 0,
+                    expires: now + lease,
+                    deleted: false,
+                });
+            }
+            Write::SetValue { value, revision } => {
+                if live.is_none() {
+                    return Err(Refusal::Missing);
+                }
+                self.store.update(key, |r| {
+                    r.value = value.into();
+                    r.revision = revision;
+                });
+            }
+            Write::Extend {
+                value,
+                token,
+                revision,
+                lease,
+            } => {
+                if !self.lease_ok(lease) {
+                    return Err(Refusal::Invalid);
+                }
+                match live {
+                    Some(r) if r.value[..] == value[..] => {
+                        self.store.update(key, |r| r.expires = now + lease)
+                    }
+                    Some(_) => return Err(Refusal::Mismatch),
+                    None => {
+                        if self.store.get(key).is_some_and(|r| r.deleted) {
+                            return Err(Refusal::Missing);
+                        }
+                        self.install(now, key, value, token, revision, lease);
+                    }
+                }
+            }
+            Write::Delete { .. } => match live {
+                Some(_) => self.store.update(key, |r| r.deleted = true),
+                None => return Err(Refusal::Missing),
+            },
+        }
+        self.stored(key);
+        Ok(Ack::Done)
+    }
+
+    /// Anti-entropy: a master that lacks a holder's entry stores it.
+    fn install(&mut self, now: Time, key: &[u8], value: Vec<u8>, token: Token, revision: u64, lease: Duration) {
+        self.observe_token(token);
+        self.store.put(Record {
+            key: key.into(),
+            value: value.into(),
+            token,
+            revision,
+            expires: now + lease,
+            deleted: false,
+        });
+    }
+
+    pub(crate) fn on_abort(&mut self, now: Time, op: OpId, key: &[u8]) {
+        self.promises.take(key, op, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_extend_held(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        op: OpId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        token: Token,
+        lease: Duration,
+    ) {
+        if let Some(refusal) = self.cannot_vote(now, &key, Some(&value)) {
+            return self.answer(from, op, Err(refusal));
+        }
+        if !self.lease_ok(lease) {
+            return self.answer(from, op, Err(Refusal::Invalid));
+        }
+        let outcome = match self.store.get(&key) {
+            Some(r) if r.is_live(now) => {
+                if r.value[..] == value[..] && r.token == token {
+                    self.store.update(&key, |r| r.expires = now + lease);
+                    Ok(Ack::Done)
+                } else {
+                    Err(Refusal::Mismatch)
+                }
+            }
+            // Released (or a later tenure released): never resurrect it.
+            Some(r) if r.deleted && r.token >= token => Err(Refusal::Missing),
+            _ => {
+                // Installing under another op's promise would be overwritten
+                // by that op's commit; let it finish first.
+                if self.promises.live(&key, now).is_some() {
+                    Err(Refusal::Busy)
+                } else {
+                    let revision = 0;
+                    self.install(now, &key, value, token, revision, lease);
+                    Ok(Ack::Done)
+                }
+            }
+        };
+        if outcome.is_ok() {
+            self.stored(&key);
+        }
+        self.answer(from, op, outcome);
+    }
+
+    pub(crate) fn on_release_held(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        op: OpId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        token: Token,
+    ) {
+        if let Some(refusal) = self.cannot_vote(now, &key, Some(&value)) {
+            return self.answer(from, op, Err(refusal));
+        }
+        let outcome = match self.store.get(&key) {
+            Some(r) if r.is_live(now) => {
+                if r.value[..] == value[..] && r.token == token {
+                    self.store.update(&key, |r| r.deleted = true);
+                    self.stored(&key);
+                    Ok(Ack::Done)
+                } else {
+                    Err(Refusal::Mismatch)
+                }
+            }
+            // A duplicate of a release already applied here.
+            Some(r) if r.deleted && r.token == token && r.value[..] == value[..] => Ok(Ack::Done),
+            _ => Err(Refusal::Missing),
+        };
+        self.answer(from, op, outcome);
+    }
+
+    pub(crate) fn on_read(&mut self, now: Time, from: NodeId, op: OpId, key: &[u8]) {
+        let outcome = match self.cannot_vote(now, key, None) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Ack::Read(self.store.live(key, now).map(|r| r.state(now)))),
+        };
+        self.answer(from, op, outcome);
+    }
+}
