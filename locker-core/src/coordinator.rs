@@ -61,12 +61,17 @@ impl OpKind {
     /// The first message of an attempt.
     fn opening(&self, op: OpId) -> Message {
         let key = self.key().to_vec();
-        let prepare = |expect| Message::Prepare { op, key: key.clone(), expect };
+        let prepare = |expect| Message::Prepare {
+            op,
+            key: key.clone(),
+            expect,
+        };
         match self {
             OpKind::Lock { .. } => prepare(Expect::Absent),
-            OpKind::Update { value, .. } | OpKind::Release { value, token: None, .. } => {
-                prepare(Expect::Value(value.clone()))
-            }
+            OpKind::Update { value, .. }
+            | OpKind::Release {
+                value, token: None, ..
+            } => prepare(Expect::Value(value.clone())),
             OpKind::Extend {
                 value, token: None, ..
             } => prepare(Expect::ValueOrMissing(value.clone())),
@@ -315,13 +320,21 @@ impl Node {
                 votes,
                 granted,
                 key,
+                write,
                 ..
             } => {
                 if !granted.contains(&from) {
-                    // A promise granted after the commit was decided.
+                    // A promise granted after the commit was decided: commit
+                    // there too, so that every reachable master stores the
+                    // entry (a quorum read then finds it even with a master down).
                     if matches!(outcome, Ok(Ack::Granted(_))) {
-                        let key = key.clone();
-                        self.send(from, Message::Abort { op: id, key });
+                        granted.push(from);
+                        let msg = Message::Commit {
+                            op: id,
+                            key: key.clone(),
+                            write: write.clone(),
+                        };
+                        self.send(from, msg);
                     }
                     self.coordinator.insert(id, op);
                     return;
@@ -409,9 +422,9 @@ impl Node {
             })
             .collect();
         let version = |s: &Option<&EntryState>| s.map(|e| (e.token, e.revision));
-        let agreed = states.iter().find(|s| {
-            states.iter().filter(|t| version(t) == version(s)).count() >= self.config.w
-        });
+        let agreed = states
+            .iter()
+            .find(|s| states.iter().filter(|t| version(t) == version(s)).count() >= self.config.w);
         if let Some(state) = agreed {
             let view = state.map(|e| EntryView {
                 value: e.value.clone(),
@@ -494,9 +507,9 @@ impl Node {
         };
         let response = match &op.kind {
             OpKind::Lock { lease: l, .. } => Response::Locked(lease(*l, token.unwrap_or_default())),
-            OpKind::Extend { lease: l, token: t, .. } => {
-                Response::Extended(lease(*l, t.or(token).unwrap_or_default()))
-            }
+            OpKind::Extend {
+                lease: l, token: t, ..
+            } => Response::Extended(lease(*l, t.or(token).unwrap_or_default())),
             OpKind::Update { .. } => Response::Updated {
                 token: token.unwrap_or_default(),
             },

@@ -56,7 +56,7 @@ impl Record {
 }
 
 pub(crate) struct Store {
-    slots: Vec<Option<Record>>,
+    slots: Slab,
     free: Vec<u32>,
     index: HashTable<u32>,
     expiry: BTreeSet<(Time, u32)>,
@@ -67,7 +67,7 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(seed: u64) -> Store {
         Store {
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             index: HashTable::new(),
             expiry: BTreeSet::new(),
@@ -86,7 +86,8 @@ impl Store {
 
     /// The record of `key`, live, tombstone or expired-but-not-yet-removed.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Record> {
-        self.slot_of(key).and_then(|s| self.slots[s as usize].as_ref())
+        self.slot_of(key)
+            .and_then(|s| self.slots[s as usize].as_ref())
     }
 
     /// The record of `key` if it is live at `now`.
@@ -98,7 +99,9 @@ impl Store {
     pub(crate) fn put(&mut self, record: Record) {
         match self.slot_of(&record.key) {
             Some(s) => {
-                let old = self.slots[s as usize].replace(record).expect("indexed slot is full");
+                let old = self.slots[s as usize]
+                    .replace(record)
+                    .expect("indexed slot is full");
                 let new = self.slots[s as usize].as_ref().expect("just filled");
                 self.tombstones = self.tombstones + new.deleted as usize - old.deleted as usize;
                 if old.expires != new.expires {
@@ -133,7 +136,9 @@ impl Store {
     /// The closure must not change the key.
     pub(crate) fn update(&mut self, key: &[u8], f: impl FnOnce(&mut Record)) {
         let Some(s) = self.slot_of(key) else { return };
-        let record = self.slots[s as usize].as_mut().expect("indexed slot is full");
+        let record = self.slots[s as usize]
+            .as_mut()
+            .expect("indexed slot is full");
         let (old_expires, old_deleted) = (record.expires, record.deleted);
         f(record);
         debug_assert_eq!(&record.key[..], key);
@@ -149,7 +154,10 @@ impl Store {
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Record> {
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
-        let entry = self.index.find_entry(hash, |&s| slot_key(slots, s) == key).ok()?;
+        let entry = self
+            .index
+            .find_entry(hash, |&s| slot_key(slots, s) == key)
+            .ok()?;
         let (s, _) = entry.remove();
         let record = self.slots[s as usize].take().expect("indexed slot is full");
         self.expiry.remove(&(record.expires, s));
@@ -165,7 +173,11 @@ impl Store {
             if expires > now {
                 break;
             }
-            let key = self.slots[s as usize].as_ref().expect("indexed slot is full").key.clone();
+            let key = self.slots[s as usize]
+                .as_ref()
+                .expect("indexed slot is full")
+                .key
+                .clone();
             removed.extend(self.remove(&key));
         }
         removed
@@ -203,14 +215,63 @@ impl Store {
         }
         let tombstones = self.slots.iter().flatten().filter(|r| r.deleted).count();
         if tombstones != self.tombstones {
-            return Err(format!("tombstone count {} != {tombstones}", self.tombstones));
+            return Err(format!(
+                "tombstone count {} != {tombstones}",
+                self.tombstones
+            ));
         }
         Ok(())
     }
 }
 
-fn slot_key(slots: &[Option<Record>], s: u32) -> &[u8] {
-    &slots[s as usize].as_ref().expect("indexed slot is full").key
+/// Slots in fixed-size chunks: growing never copies records and never holds
+/// more than one chunk of unused capacity (a `Vec` that doubles would hold
+/// up to half of its memory unused).
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Box<[Option<Record>]>>,
+    len: usize,
+}
+
+const CHUNK: usize = 1024;
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, record: Option<Record>) {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| None).collect());
+        }
+        let len = self.len;
+        self.len += 1;
+        self[len] = record;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<Record>> {
+        self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
+    }
+}
+
+impl core::ops::Index<usize> for Slab {
+    type Output = Option<Record>;
+    fn index(&self, i: usize) -> &Option<Record> {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl core::ops::IndexMut<usize> for Slab {
+    fn index_mut(&mut self, i: usize) -> &mut Option<Record> {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+fn slot_key(slots: &Slab, s: u32) -> &[u8] {
+    &slots[s as usize]
+        .as_ref()
+        .expect("indexed slot is full")
+        .key
 }
 
 #[cfg(test)]
