@@ -1,0 +1,500 @@
+//! One test per operation and per failure path.
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use locker_core::{
+    Ack, Config, ConfigError, InvalidRequest, Message, Node, NodeId, OpError, Output, Refusal,
+    Request, Response, Time, Token,
+};
+use support::*;
+
+fn invalid(r: &locker_core::Reply) -> &InvalidRequest {
+    match r {
+        Err(OpError::Invalid(e)) => e,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_requests_are_refused_with_a_reason() {
+    let mut c = Cluster::masters(3);
+    let max_key = c.node(1).config().max_key_len;
+    let max_value = c.node(1).config().max_value_len;
+    let max_lease = c.node(1).config().max_lease;
+
+    let r = c.lock(1, "", "v", secs(1));
+    assert_eq!(invalid(&r), &InvalidRequest::EmptyKey);
+    let long_key = "k".repeat(max_key + 1);
+    let r = c.lock(1, &long_key, "v", secs(1));
+    assert!(
+        matches!(invalid(&r), InvalidRequest::KeyTooLong { len, max } if *len == max_key + 1 && *max == max_key)
+    );
+    let long_value = "v".repeat(max_value + 1);
+    let r = c.lock(1, "k", &long_value, secs(1));
+    assert!(matches!(invalid(&r), InvalidRequest::ValueTooLong { .. }));
+    let r = c.update(1, "k", "v", &long_value);
+    assert!(matches!(invalid(&r), InvalidRequest::ValueTooLong { .. }));
+    let r = c.lock(1, "k", "v", secs(0));
+    assert_eq!(invalid(&r), &InvalidRequest::ZeroLease);
+    let r = c.lock(1, "k", "v", max_lease + ms(1));
+    assert!(matches!(invalid(&r), InvalidRequest::LeaseTooLong { .. }));
+    let r = c.extend(1, "k", "v", secs(0), None);
+    assert_eq!(invalid(&r), &InvalidRequest::ZeroLease);
+    let r = c.dirty_read(1, "");
+    assert_eq!(invalid(&r), &InvalidRequest::EmptyKey);
+    // Nothing was stored by any of them.
+    assert!(c.node(1).dirty_entries(c.now).is_empty());
+    // A key of exactly the maximum length is fine.
+    let max = "k".repeat(max_key);
+    c.locked(1, &max, "v", secs(1));
+}
+
+#[test]
+fn release_and_extend_with_a_wrong_token_are_not_owner() {
+    let mut c = Cluster::masters(3);
+    let lease = c.locked(1, "k", "v", secs(10));
+    let wrong = Some(Token(lease.token.0 + 1));
+    let r = c.release(2, "k", "v", wrong);
+    assert!(is_err(&r, &OpError::NotOwner), "{r:?}");
+    let r = c.extend(2, "k", "v", secs(10), wrong);
+    assert!(is_err(&r, &OpError::NotOwner), "{r:?}");
+    let r = c.release(2, "k", "other", None);
+    assert!(is_err(&r, &OpError::NotOwner), "{r:?}");
+    let r = c.release(2, "k", "other", Some(lease.token));
+    assert!(is_err(&r, &OpError::NotOwner), "{r:?}");
+    assert_eq!(c.local_value(3, "k"), Some(b"v".to_vec()));
+    let r = c.release(2, "absent", "v", None);
+    assert!(is_err(&r, &OpError::NotFound), "{r:?}");
+}
+
+#[test]
+fn release_by_token_is_idempotent_under_duplicated_messages() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    let lease = c.locked(9, "k", "v", secs(10));
+    let id = c.submit(
+        9,
+        Request::Release {
+            key: "k".into(),
+            value: "v".into(),
+            token: Some(lease.token),
+            wait: secs(1),
+        },
+    );
+    let copies: Vec<InFlight> = c.in_flight.iter().cloned().collect();
+    assert!(copies
+        .iter()
+        .all(|m| matches!(m.msg, Message::ReleaseHeld { .. })));
+    c.in_flight.extend(copies.iter().cloned());
+    assert_eq!(c.run_until_reply(id), Ok(Response::Released));
+    // A later tenure with the same value is not deleted by a late duplicate.
+    let second = c.locked(9, "k", "v", secs(10));
+    assert!(second.token > lease.token);
+    c.in_flight.extend(copies);
+    c.deliver_all();
+    for n in 1..=3 {
+        assert_eq!(c.local_value(n, "k"), Some(b"v".to_vec()), "node {n}");
+    }
+    let r = c.read(9, "k");
+    assert!(
+        matches!(&r, Ok(Response::Value(Some(v))) if v.token == second.token),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_commit_after_its_promise_expired_is_never_applied() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    let held: Rc<RefCell<Vec<InFlight>>> = Rc::default();
+    let h = held.clone();
+    c.drop_when(move |from, to, msg| {
+        if matches!(msg, Message::Commit { .. }) {
+            h.borrow_mut().push(InFlight {
+                from,
+                to,
+                msg: msg.clone(),
+            });
+            true
+        } else {
+            false
+        }
+    });
+    let id = c.submit(9, lock_req("k", "v", secs(10), ms(100)));
+    c.deliver_all();
+    assert_eq!(held.borrow().len(), 3, "commits to every master");
+    let r = c.run_until_reply(id);
+    assert!(r.is_err(), "{r:?}");
+    c.stop_dropping();
+    let promise_timeout = c.node(1).config().promise_timeout;
+    c.run_for(promise_timeout + ms(1));
+    let late: Vec<InFlight> = held.borrow_mut().drain(..).collect();
+    for m in late {
+        let to = m.to;
+        c.nodes
+            .get_mut(&to)
+            .unwrap()
+            .handle_message(c.now, m.from, m.msg);
+        let outs: Vec<Output> =
+            std::iter::from_fn(|| c.nodes.get_mut(&to).unwrap().poll_output()).collect();
+        assert!(
+            outs.iter().any(|o| matches!(
+                o,
+                Output::Send {
+                    msg: Message::Reply {
+                        outcome: Err(Refusal::NoPromise),
+                        ..
+                    },
+                    ..
+                }
+            )),
+            "{to:?}: {outs:?}"
+        );
+    }
+    for n in 1..=3 {
+        assert_eq!(c.local_value(n, "k"), None, "node {n}");
+    }
+}
+
+#[test]
+fn lock_without_w_commit_acks_is_unconfirmed() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    c.drop_when(|_, to, msg| {
+        to == NodeId(9)
+            && matches!(
+                msg,
+                Message::Reply {
+                    outcome: Ok(Ack::Done),
+                    ..
+                }
+            )
+    });
+    let r = c.lock(9, "k", "v", secs(10));
+    assert!(
+        matches!(r, Err(OpError::Unconfirmed { token: Some(_) })),
+        "{r:?}"
+    );
+    // One ack short is still unconfirmed.
+    let mut acks = 0;
+    c.drop_when(move |_, to, msg| {
+        if to == NodeId(9)
+            && matches!(
+                msg,
+                Message::Reply {
+                    outcome: Ok(Ack::Done),
+                    ..
+                }
+            )
+        {
+            acks += 1;
+            acks > 1
+        } else {
+            false
+        }
+    });
+    let r = c.lock(9, "k2", "v", secs(10));
+    assert!(matches!(r, Err(OpError::Unconfirmed { .. })), "{r:?}");
+}
+
+#[test]
+fn contending_coordinators_one_wins_the_others_are_held() {
+    let clients = [11, 12, 13, 14, 15];
+    let mut c = Cluster::with(&[1, 2, 3], &[], &clients, |_| {});
+    let ids: Vec<_> = clients
+        .iter()
+        .map(|&n| c.submit(n, lock_req("hot", &format!("c{n}"), secs(30), secs(1))))
+        .collect();
+    let replies: Vec<_> = ids.into_iter().map(|id| c.run_until_reply(id)).collect();
+    let winners = replies
+        .iter()
+        .filter(|r| matches!(r, Ok(Response::Locked(_))))
+        .count();
+    assert_eq!(winners, 1, "{replies:?}");
+    for r in &replies {
+        assert!(
+            matches!(r, Ok(Response::Locked(_))) || is_err(r, &OpError::Held),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn contention_with_retry_eventually_everyone_gets_the_lock_in_turn() {
+    // Short leases and long waits: retries with backoff let every contender in.
+    let clients = [11, 12, 13];
+    let mut c = Cluster::with(&[1, 2, 3], &[], &clients, |_| {});
+    let ids: Vec<_> = clients
+        .iter()
+        .map(|&n| c.submit(n, lock_req("hot", &format!("c{n}"), ms(300), secs(5))))
+        .collect();
+    let mut tokens: Vec<Token> = ids
+        .into_iter()
+        .map(|id| match c.run_until_reply(id) {
+            Ok(Response::Locked(l)) => l.token,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3);
+}
+
+#[test]
+fn fencing_tokens_strictly_increase() {
+    let mut c = Cluster::masters(3);
+    let mut last = Token(0);
+    for i in 0..5 {
+        let l = c.locked(1 + i % 3, "k", "v", secs(10));
+        assert!(l.token > last, "{:?} after {last:?}", l.token);
+        last = l.token;
+        assert_eq!(
+            c.release(1, "k", "v", Some(l.token)),
+            Ok(Response::Released)
+        );
+    }
+    for i in 0..5 {
+        let l = c.locked(1 + i % 3, &format!("key{i}"), "v", secs(10));
+        assert!(l.token > last);
+        last = l.token;
+    }
+    // update and extend keep the token.
+    let r = c.update(2, "key4", "v", "w");
+    assert_eq!(r, Ok(Response::Updated { token: last }));
+    let r = c.extend(3, "key4", "w", secs(10), None);
+    assert!(
+        matches!(r, Ok(Response::Extended(l)) if l.token == last),
+        "{r:?}"
+    );
+}
+
+fn tokens_revealed(out: &Output) -> Vec<Token> {
+    match out {
+        Output::Send { msg, .. } => match msg {
+            Message::Reply {
+                outcome: Ok(Ack::Granted(g)),
+                ..
+            } => {
+                let mut t = vec![g.highest];
+                t.extend(g.entry.iter().map(|e| e.token));
+                t
+            }
+            Message::Reply {
+                outcome: Ok(Ack::Read(Some(e))),
+                ..
+            } => vec![e.token],
+            Message::Replicate { entries } => entries.iter().map(|e| e.state.token).collect(),
+            _ => vec![],
+        },
+        _ => vec![],
+    }
+}
+
+#[test]
+fn token_ceiling_is_persisted_before_a_token_above_it_is_revealed() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |cfg| cfg.token_block = 2);
+    for i in 0..10 {
+        c.locked(1 + i % 3, &format!("k{i}"), "v", secs(10));
+    }
+    c.run_for(ms(200));
+    let mut ceiling: std::collections::BTreeMap<NodeId, Token> = Default::default();
+    let mut persisted = 0;
+    for (node, out) in &c.log {
+        // A token reaches its holder only after w masters persisted a
+        // ceiling at or above it (a commit is not a grant until acked).
+        if let Output::Reply {
+            reply: Ok(Response::Locked(l)),
+            ..
+        } = out
+        {
+            let safe = ceiling.values().filter(|&&t| t >= l.token).count();
+            assert!(
+                safe >= 2,
+                "{:?} revealed with {safe} ceilings above it",
+                l.token
+            );
+        }
+        if !c.node(node.0).config().masters.contains(node) {
+            continue;
+        }
+        if let Output::PersistTokenCeiling(t) = out {
+            persisted += 1;
+            let old = ceiling.insert(*node, *t).unwrap_or_default();
+            assert!(*t > old, "ceiling went down on {node:?}");
+            continue;
+        }
+        let cap = ceiling.get(node).copied().unwrap_or_default();
+        for t in tokens_revealed(out) {
+            assert!(
+                t <= cap,
+                "{node:?} revealed {t:?} above ceiling {cap:?}: {out:?}"
+            );
+        }
+    }
+    assert!(persisted >= 3 * 4, "block of 2 over 10 tokens: {persisted}");
+    for n in 1..=3 {
+        c.node(n).check_invariants(c.now).unwrap();
+    }
+}
+
+#[test]
+fn restarted_masters_issue_tokens_above_their_persisted_ceiling() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[], |cfg| cfg.token_block = 100);
+    let before = c.locked(1, "k", "v", secs(1));
+    let ceilings: Vec<Token> = (1..=3).map(|n| c.ceilings[&NodeId(n)]).collect();
+    for n in 1..=3 {
+        c.stop(n);
+    }
+    for n in 1..=3 {
+        c.restart(n, true);
+    }
+    let quarantine = c.node(1).config().quarantine();
+    c.run_for(quarantine + ms(1));
+    let after = c.locked(1, "k", "w", secs(1));
+    assert!(after.token > before.token);
+    assert!(
+        ceilings.iter().all(|&ceil| after.token > ceil),
+        "{after:?} vs {ceilings:?}"
+    );
+}
+
+#[test]
+fn restarted_master_refuses_to_vote_until_its_quarantine_passes() {
+    let mut c = Cluster::masters(3);
+    c.stop(3);
+    c.restart(3, true);
+    let restarted_at = c.now;
+    c.stop(2);
+    assert!(c.node(3).is_recovering(c.now));
+    let r = c.lock(1, "k", "v", secs(10));
+    assert!(is_err(&r, &OpError::Recovering), "{r:?}");
+    let quarantine = c.node(3).config().quarantine();
+    assert_eq!(
+        quarantine,
+        Config::new(NodeId(3), ids(1..=3), vec![]).quarantine()
+    );
+    c.run_for((restarted_at + quarantine - ms(10)) - c.now);
+    assert!(c.node(3).is_recovering(c.now));
+    let r = c.request(1, lock_req("k", "v", secs(10), ms(5)));
+    assert!(is_err(&r, &OpError::Recovering), "{r:?}");
+    c.run_for(ms(20));
+    assert!(!c.node(3).is_recovering(c.now));
+    c.locked(1, "k", "v", secs(10));
+}
+
+#[test]
+fn quorum_read_sees_committed_value_and_none_after_release() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    assert_eq!(c.read(9, "k"), Ok(Response::Value(None)));
+    let l = c.locked(9, "k", "v", secs(10));
+    let r = c.read(9, "k");
+    assert!(
+        matches!(&r, Ok(Response::Value(Some(v))) if v.value == b"v" && v.token == l.token && v.remaining <= secs(10)),
+        "{r:?}"
+    );
+    c.stop(2);
+    let r = c.read(9, "k");
+    assert!(matches!(&r, Ok(Response::Value(Some(_)))), "{r:?}");
+    assert_eq!(
+        c.release(9, "k", "v", Some(l.token)),
+        Ok(Response::Released)
+    );
+    assert_eq!(c.read(9, "k"), Ok(Response::Value(None)));
+    c.stop(3);
+    let r = c.read(9, "k");
+    assert!(is_err(&r, &OpError::NoQuorum), "{r:?}");
+}
+
+#[test]
+fn dirty_read_on_a_client_only_node_is_not_stored() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    c.locked(9, "k", "v", secs(10));
+    assert!(is_err(&c.dirty_read(9, "k"), &OpError::NotStored));
+    let r = c.dirty_read(2, "k");
+    assert!(
+        matches!(&r, Ok(Response::Value(Some(v))) if v.value == b"v"),
+        "{r:?}"
+    );
+    assert_eq!(c.dirty_read(2, "nope"), Ok(Response::Value(None)));
+}
+
+#[test]
+fn lease_validity_is_shrunk_for_drift_from_the_attempt_start() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[], |cfg| cfg.max_drift = 0.001);
+    let t0 = c.now;
+    let l = c.locked(1, "k", "v", secs(10));
+    // 10 s * 0.999 / 1.001, rounded down to the microsecond.
+    let expected = std::time::Duration::from_micros(10_000_000 * 999_000 / 1_001_000);
+    assert_eq!(l.validity, expected);
+    assert_eq!(l.valid_until, t0 + expected);
+    // Extend counts from its own start.
+    c.run_for(secs(1));
+    let t1 = c.now;
+    let r = c.extend(1, "k", "v", secs(10), Some(l.token));
+    let Ok(Response::Extended(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(e.validity, expected);
+    assert_eq!(e.valid_until, t1 + expected);
+}
+
+#[test]
+fn config_validation_refuses_unsafe_quorums() {
+    let masters = ids(1..=4);
+    let mut cfg = Config::new(NodeId(1), masters.clone(), vec![]);
+    assert_eq!(cfg.w, 3);
+    cfg.validate().unwrap();
+    cfg.w = 2;
+    assert!(matches!(
+        cfg.validate(),
+        Err(ConfigError::UnsafeQuorum { .. })
+    ));
+    assert!(Node::new(cfg.clone(), Time::ZERO).is_err());
+    cfg.allow_unsafe_quorum = true;
+    cfg.validate().unwrap();
+    cfg.w = 5;
+    assert!(matches!(
+        cfg.validate(),
+        Err(ConfigError::QuorumOutOfRange { .. })
+    ));
+    let cfg = Config::new(NodeId(1), vec![], vec![]);
+    assert!(matches!(cfg.validate(), Err(ConfigError::NoMasters)));
+    let cfg = Config::new(NodeId(1), ids(1..=3), vec![NodeId(3)]);
+    assert!(matches!(
+        cfg.validate(),
+        Err(ConfigError::DuplicateNode(NodeId(3)))
+    ));
+    let mut cfg = Config::new(NodeId(1), ids(1..=3), vec![]);
+    cfg.max_drift = 0.5;
+    assert!(matches!(
+        cfg.validate(),
+        Err(ConfigError::DriftOutOfRange(_))
+    ));
+    // set_w obeys the same rule at runtime.
+    let mut c = Cluster::masters(3);
+    let r = c.request(1, Request::SetW { w: 1 });
+    assert!(
+        matches!(
+            r,
+            Err(OpError::Invalid(InvalidRequest::Config(
+                ConfigError::UnsafeQuorum { .. }
+            )))
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn summary_counts_leases_and_tombstones() {
+    let mut c = Cluster::masters(3);
+    let l = c.locked(1, "a", "v", secs(10));
+    c.locked(1, "b", "v", secs(10));
+    c.release(1, "a", "v", Some(l.token)).unwrap();
+    let r = c.request(2, Request::Summary);
+    let Ok(Response::Summary(s)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!((s.leases, s.tombstones), (1, 1));
+    assert_eq!(s.w, 2);
+    assert!(!s.recovering);
+}
