@@ -63,12 +63,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 mod config;
 mod coordinator;
+pub mod envelope;
 mod membership;
 mod message;
-mod voter;
-mod waiters;
 mod node;
 mod promise;
 mod replication;
@@ -76,13 +76,14 @@ mod request;
 mod rng;
 mod store;
 mod time;
+mod voter;
+mod waiters;
 pub mod wire;
 
 pub use config::{Config, ConfigError, NodeId, RetryPolicy, Role};
 pub use message::{Ack, EntryState, Expect, Grant, Message, OpId, Refusal, Replicated, Write};
 pub use node::{InvariantViolation, Node, Output};
 pub use request::{
-    EntryView, InvalidRequest, Lease, OpError, Reply, Request, RequestId, Response, Summary,
-    Token,
+    EntryView, InvalidRequest, Lease, OpError, Reply, Request, RequestId, Response, Summary, Token,
 };
 pub use time::Time;

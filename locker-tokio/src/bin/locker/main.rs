@@ -1,0 +1,353 @@
+//! The `locker` program: run a node, talk to one, demo, bench.
+
+use clap::{Parser, Subcommand};
+use locker_core::{Config, EntryView, NodeId, OpError, Token};
+use locker_tokio::{Client, Error, LocalNode, NodeOptions};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+mod bench;
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "locker",
+    version,
+    about = "A distributed lease store: locks, leader election, name registry"
+)]
+struct Cli {
+    /// The node to talk to.
+    #[arg(long, global = true, default_value = "127.0.0.1:7101")]
+    node: SocketAddr,
+    /// File holding the cluster secret.
+    #[arg(long, global = true)]
+    secret_file: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Serve {
+        /// This node's id.
+        #[arg(long)]
+        id: u64,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Masters as ID=ADDR,...
+        #[arg(long, value_delimiter = ',')]
+        masters: Vec<String>,
+        /// Replicas as ID=ADDR,...
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<String>,
+        /// Write quorum (default: majority).
+        #[arg(long)]
+        w: Option<usize>,
+        /// Directory where the token ceiling is persisted.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Create KEY held with VALUE.
+    Lock {
+        key: String,
+        value: String,
+        #[arg(long)]
+        lease_ms: u64,
+        /// How long to keep retrying a held or unreachable key.
+        #[arg(long, default_value_t = 3000)]
+        wait_ms: u64,
+    },
+    /// Compare-and-set of the value.
+    Update {
+        key: String,
+        value: String,
+        new_value: String,
+    },
+    /// Extend the lease.
+    Extend {
+        key: String,
+        value: String,
+        #[arg(long)]
+        lease_ms: u64,
+        #[arg(long)]
+        token: Option<u64>,
+    },
+    /// Delete the entry.
+    Release {
+        key: String,
+        value: String,
+        #[arg(long)]
+        token: Option<u64>,
+    },
+    /// Read a key (quorum, or local with --dirty).
+    Read {
+        key: String,
+        #[arg(long)]
+        dirty: bool,
+    },
+    /// Wait until KEY is present on the node.
+    WaitFor {
+        key: String,
+        #[arg(long)]
+        timeout_ms: u64,
+    },
+    /// Wait until KEY is absent on the node.
+    WaitRelease {
+        key: String,
+        #[arg(long)]
+        timeout_ms: u64,
+    },
+    /// The node's role, links, counts and counters.
+    Status,
+    /// Walk through what locker does, on a cluster inside this process.
+    Demo,
+    /// Measure lock+release cycles and extends against three `locker serve` processes.
+    Bench(bench::BenchArgs),
+}
+
+fn parse_members(list: &[String]) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    list.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (id, addr) = s
+                .split_once('=')
+                .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
+            let id = id
+                .parse::<u64>()
+                .map_err(|e| format!("bad id {id:?}: {e}"))?;
+            let addr = addr
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+            Ok((NodeId(id), addr))
+        })
+        .collect()
+}
+
+fn read_secret(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, String> {
+    match path {
+        None => Ok(None),
+        Some(p) => {
+            let s = std::fs::read(p)
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
+            let trimmed = String::from_utf8_lossy(&s).trim_end().as_bytes().to_vec();
+            Ok(Some(trimmed))
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => Value::Array(bytes.iter().map(|b| json!(b)).collect()),
+    }
+}
+
+fn entry_json(e: &Option<EntryView>) -> Value {
+    match e {
+        None => json!({"ok": true, "found": false}),
+        Some(e) => json!({"ok": true, "found": true, "value": text(&e.value), "token": e.token.0,
+                          "remaining_ms": e.remaining.as_millis() as u64}),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let secret = match read_secret(&cli.secret_file) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    match cli.cmd {
+        Cmd::Serve {
+            id,
+            listen,
+            masters,
+            replicas,
+            w,
+            data_dir,
+        } => serve(id, listen, &masters, &replicas, w, data_dir, secret).await,
+        Cmd::Demo => {
+            init_tracing("warn");
+            demo::run().await
+        }
+        Cmd::Bench(args) => bench::run(args, secret).await,
+        cmd => client_command(cli.node, secret, cmd).await,
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn usage(msg: &str) -> ExitCode {
+    println!("{}", json!({"ok": false, "error": "usage", "message": msg}));
+    eprintln!("locker: {msg}");
+    ExitCode::from(2)
+}
+
+async fn serve(
+    id: u64,
+    listen: SocketAddr,
+    masters: &[String],
+    replicas: &[String],
+    w: Option<usize>,
+    data_dir: Option<PathBuf>,
+    secret: Option<Vec<u8>>,
+) -> ExitCode {
+    init_tracing("info");
+    let (masters, replicas) = match (parse_members(masters), parse_members(replicas)) {
+        (Ok(m), Ok(r)) => (m, r),
+        (Err(e), _) | (_, Err(e)) => return usage(&e),
+    };
+    let mut addrs: HashMap<NodeId, SocketAddr> = masters.iter().chain(&replicas).copied().collect();
+    addrs.remove(&NodeId(id));
+    let mut config = Config::new(
+        NodeId(id),
+        masters.iter().map(|m| m.0).collect(),
+        replicas.iter().map(|r| r.0).collect(),
+    );
+    config.seed = rand::random();
+    if let Some(w) = w {
+        config.w = w;
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
+    };
+    let mut opts = NodeOptions::new(config, addrs);
+    opts.secret = secret;
+    opts.data_dir = data_dir;
+    let node = match LocalNode::start(listener, opts).await {
+        Ok(n) => n,
+        Err(e) => return usage(&e.to_string()),
+    };
+    wait_for_signal().await;
+    tracing::info!(node = %node.id(), "shutting down");
+    node.shutdown();
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_result(r: Result<Value, Error>) -> ExitCode {
+    match r {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(Error::Refused(e)) => {
+            let mut v = json!({"ok": false, "error": e.code(), "message": e.to_string()});
+            if let OpError::Unconfirmed { token: Some(t) } = e {
+                v["token"] = json!(t.0);
+            }
+            println!("{v}");
+            ExitCode::from(1)
+        }
+        Err(Error::Auth(e)) => {
+            println!(
+                "{}",
+                json!({"ok": false, "error": "auth", "message": e.to_string()})
+            );
+            eprintln!("locker: {e}: check --secret-file");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            println!(
+                "{}",
+                json!({"ok": false, "error": "connection", "message": e.to_string()})
+            );
+            eprintln!("locker: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> ExitCode {
+    let client = match Client::connect(node, secret.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return print_result(Err(e)),
+    };
+    let r = async {
+        Ok(match cmd {
+            Cmd::Lock { key, value, lease_ms, wait_ms } => {
+                let h = client
+                    .with_wait(Duration::from_millis(wait_ms))
+                    .lock(key, value, Duration::from_millis(lease_ms))
+                    .await?;
+                json!({"ok": true, "token": h.token.0, "valid_for_ms": h.validity.as_millis() as u64})
+            }
+            Cmd::Update { key, value, new_value } => {
+                let t = client.update(key, value, new_value).await?;
+                json!({"ok": true, "token": t.0})
+            }
+            Cmd::Extend { key, value, lease_ms, token } => {
+                let h = client.extend(key, value, Duration::from_millis(lease_ms), token.map(Token)).await?;
+                json!({"ok": true, "token": h.token.0, "valid_for_ms": h.validity.as_millis() as u64})
+            }
+            Cmd::Release { key, value, token } => {
+                client.release(key, value, token.map(Token)).await?;
+                json!({"ok": true})
+            }
+            Cmd::Read { key, dirty } => {
+                let e = if dirty { client.dirty_read(key).await? } else { client.read(key).await? };
+                entry_json(&e)
+            }
+            Cmd::WaitFor { key, timeout_ms } => {
+                let e = client.wait_for(key, Duration::from_millis(timeout_ms)).await?;
+                entry_json(&Some(e))
+            }
+            Cmd::WaitRelease { key, timeout_ms } => {
+                client.wait_for_release(key, Duration::from_millis(timeout_ms)).await?;
+                json!({"ok": true, "gone": true})
+            }
+            Cmd::Status => {
+                let s = client.status().await?;
+                let links: serde_json::Map<String, Value> = s
+                    .links
+                    .iter()
+                    .map(|(id, up)| (id.to_string(), json!(if *up { "up" } else { "down" })))
+                    .collect();
+                let counters: serde_json::Map<String, Value> =
+                    s.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                json!({"ok": true, "id": s.summary.id.0, "role": format!("{:?}", s.role).to_lowercase(),
+                       "recovering": s.summary.recovering, "leases": s.summary.leases,
+                       "tombstones": s.summary.tombstones, "promises": s.summary.promises,
+                       "coordinating": s.summary.coordinating, "highest_token": s.summary.highest_token.0,
+                       "w": s.summary.w, "peers": links, "counters": counters})
+            }
+            Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) => unreachable!("handled above"),
+        })
+    }
+    .await;
+    print_result(r)
+}

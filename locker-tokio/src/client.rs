@@ -1,0 +1,407 @@
+//! The client API: every operation as an async method, over TCP or straight
+//! to an embedded node.
+
+use locker_core::envelope::{Envelope, Status, Who};
+use locker_core::wire::DEFAULT_MAX_FRAME;
+use locker_core::{EntryView, NodeId, Reply, Request, Response, Summary, Token};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::common::error::Error;
+use crate::common::registry::{name_key, Consistency};
+use crate::conn::{self, ConnError};
+use crate::guard::LeaseGuard;
+use crate::node::{Input, ReplyTo};
+
+/// A lease as its holder sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The fencing token of this tenure.
+    pub token: Token,
+    /// How long the lease is valid, counted from `sent`.
+    pub validity: Duration,
+    /// The instant the request was sent.
+    pub sent: Instant,
+    /// The holder's deadline: `sent + validity`. Stop acting as holder after it.
+    pub deadline: Instant,
+}
+
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Envelope>>>>>;
+
+enum Transport {
+    Embedded(mpsc::Sender<Input>),
+    Remote {
+        tx: mpsc::Sender<Envelope>,
+        pending: Pending,
+        next: AtomicU64,
+    },
+}
+
+/// A handle for sending requests to one node. Cheap to clone.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), locker_tokio::Error> {
+/// use std::time::Duration;
+/// let client = locker_tokio::Client::connect("127.0.0.1:7000".parse().unwrap(), None).await?;
+/// let held = client.lock("door", "alice", Duration::from_secs(5)).await?;
+/// println!("token {}", held.token);
+/// client.release("door", "alice", Some(held.token)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<Transport>,
+    /// How long operations keep retrying a contended or unreachable key.
+    pub wait: Duration,
+}
+
+impl Client {
+    pub(crate) fn embedded(input: mpsc::Sender<Input>) -> Client {
+        Client {
+            transport: Arc::new(Transport::Embedded(input)),
+            wait: Duration::from_secs(5),
+        }
+    }
+
+    /// Connects to a node's client port and authenticates with `secret`
+    /// (`None` when the cluster runs without one, on loopback).
+    pub async fn connect(addr: SocketAddr, secret: Option<&[u8]>) -> Result<Client, Error> {
+        let (mut reader, writer) = conn::connect(
+            addr,
+            secret.unwrap_or_default(),
+            Who::Client,
+            DEFAULT_MAX_FRAME,
+        )
+        .await
+        .map_err(|e| match e {
+            ConnError::Auth(a) => Error::Auth(a),
+            ConnError::Io(io) => Error::Io(io),
+            ConnError::Timeout => Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "handshake timed out",
+            )),
+            _ => Error::Closed,
+        })?;
+        let (tx, mut rx) = mpsc::channel(4096);
+        tokio::spawn(async move {
+            let _ = conn::write_loop(writer, &mut rx).await;
+        });
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let p = pending.clone();
+        tokio::spawn(async move {
+            while let Ok(env) = reader.next().await {
+                let id = match &env {
+                    Envelope::ClientReply { id, .. } | Envelope::StatusReply { id, .. } => *id,
+                    _ => break,
+                };
+                let waiter = p.lock().unwrap().as_mut().and_then(|m| m.remove(&id));
+                if let Some(w) = waiter {
+                    let _ = w.send(env);
+                }
+            }
+            // Waiters see `Closed`.
+            p.lock().unwrap().take();
+        });
+        Ok(Client {
+            transport: Arc::new(Transport::Remote {
+                tx,
+                pending,
+                next: AtomicU64::new(1),
+            }),
+            wait: Duration::from_secs(5),
+        })
+    }
+
+    /// Sets how long operations keep retrying (default 5 s).
+    pub fn with_wait(mut self, wait: Duration) -> Client {
+        self.wait = wait;
+        self
+    }
+
+    async fn roundtrip(&self, make: impl FnOnce(u64) -> Envelope) -> Result<Envelope, Error> {
+        match &*self.transport {
+            Transport::Embedded(input) => {
+                let (tx, rx) = oneshot::channel();
+                let env = make(0);
+                input
+                    .send(Input::Request {
+                        env,
+                        reply: ReplyTo::Local(tx),
+                    })
+                    .await
+                    .map_err(|_| Error::Closed)?;
+                rx.await.map_err(|_| Error::Closed)
+            }
+            Transport::Remote { tx, pending, next } => {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                let (wtx, wrx) = oneshot::channel();
+                match pending.lock().unwrap().as_mut() {
+                    Some(m) => m.insert(id, wtx),
+                    None => return Err(Error::Closed),
+                };
+                tx.send(make(id)).await.map_err(|_| Error::Closed)?;
+                wrx.await.map_err(|_| Error::Closed)
+            }
+        }
+    }
+
+    /// Sends any request and returns the node's answer.
+    pub async fn request(&self, request: Request) -> Result<Reply, Error> {
+        match self
+            .roundtrip(|id| Envelope::ClientRequest { id, request })
+            .await?
+        {
+            Envelope::ClientReply { reply, .. } => Ok(reply),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    async fn ok(&self, request: Request) -> Result<Response, Error> {
+        Ok(self.request(request).await??)
+    }
+
+    /// The node's status: summary, links and counters.
+    pub async fn status(&self) -> Result<Status, Error> {
+        match self.roundtrip(|id| Envelope::StatusRequest { id }).await? {
+            Envelope::StatusReply { status, .. } => Ok(status),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Creates `key` held with `value` for `lease`, retrying up to [`Client::wait`].
+    pub async fn lock(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        lease: Duration,
+    ) -> Result<Held, Error> {
+        let sent = Instant::now();
+        let req = Request::Lock {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            lease,
+            wait: self.wait,
+        };
+        match self.ok(req).await? {
+            Response::Locked(l) => Ok(held(sent, l)),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Extends the lease of `key` held with `value` (one round with `token`).
+    pub async fn extend(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        lease: Duration,
+        token: Option<Token>,
+    ) -> Result<Held, Error> {
+        self.extend_within(key.as_ref(), value.as_ref(), lease, token, self.wait)
+            .await
+    }
+
+    pub(crate) async fn extend_within(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: Duration,
+        token: Option<Token>,
+        wait: Duration,
+    ) -> Result<Held, Error> {
+        let sent = Instant::now();
+        let req = Request::Extend {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            token,
+            wait,
+        };
+        match self.ok(req).await? {
+            Response::Extended(l) => Ok(held(sent, l)),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Compare-and-set of the value; returns the unchanged token.
+    pub async fn update(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        new_value: impl AsRef<[u8]>,
+    ) -> Result<Token, Error> {
+        let req = Request::Update {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            new_value: new_value.as_ref().to_vec(),
+            wait: self.wait,
+        };
+        match self.ok(req).await? {
+            Response::Updated { token } => Ok(token),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Deletes `key` if held with `value` (and `token`, if given).
+    pub async fn release(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        token: Option<Token>,
+    ) -> Result<(), Error> {
+        let req = Request::Release {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            token,
+            wait: self.wait,
+        };
+        match self.ok(req).await? {
+            Response::Released => Ok(()),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// A linearizable read from a quorum of masters.
+    pub async fn read(&self, key: impl AsRef<[u8]>) -> Result<Option<EntryView>, Error> {
+        let req = Request::Read {
+            key: key.as_ref().to_vec(),
+            wait: self.wait,
+        };
+        match self.ok(req).await? {
+            Response::Value(v) => Ok(v),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// The node's local copy; no network, may be stale.
+    pub async fn dirty_read(&self, key: impl AsRef<[u8]>) -> Result<Option<EntryView>, Error> {
+        match self
+            .ok(Request::DirtyRead {
+                key: key.as_ref().to_vec(),
+            })
+            .await?
+        {
+            Response::Value(v) => Ok(v),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Waits until `key` is present on the node.
+    pub async fn wait_for(
+        &self,
+        key: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<EntryView, Error> {
+        match self
+            .ok(Request::WaitFor {
+                key: key.as_ref().to_vec(),
+                timeout,
+            })
+            .await?
+        {
+            Response::Present(v) => Ok(v),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Waits until `key` is absent on the node.
+    pub async fn wait_for_release(
+        &self,
+        key: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        match self
+            .ok(Request::WaitForRelease {
+                key: key.as_ref().to_vec(),
+                timeout,
+            })
+            .await?
+        {
+            Response::Gone => Ok(()),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// The node's counts of leases and promises.
+    pub async fn summary(&self) -> Result<Summary, Error> {
+        match self.ok(Request::Summary).await? {
+            Response::Summary(s) => Ok(s),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Replaces the member lists on every node.
+    pub async fn set_nodes(
+        &self,
+        masters: Vec<NodeId>,
+        replicas: Vec<NodeId>,
+    ) -> Result<(), Error> {
+        self.ok(Request::SetNodes { masters, replicas })
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the write quorum on every node.
+    pub async fn set_w(&self, w: usize) -> Result<(), Error> {
+        self.ok(Request::SetW { w }).await.map(|_| ())
+    }
+
+    /// Locks `key` and keeps it: the guard extends the lease ahead of its
+    /// deadline and releases it when dropped.
+    pub async fn lock_guard(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        lease: Duration,
+    ) -> Result<LeaseGuard, Error> {
+        let held = self.lock(key.as_ref(), value.as_ref(), lease).await?;
+        Ok(LeaseGuard::spawn(
+            self.clone(),
+            key.as_ref().to_vec(),
+            value.as_ref().to_vec(),
+            lease,
+            held,
+        ))
+    }
+
+    /// Registers `name` with `value` in the name registry; the registration
+    /// lives as long as the returned guard (usable for leader election).
+    pub async fn register_name(
+        &self,
+        name: &str,
+        value: impl AsRef<[u8]>,
+        lease: Duration,
+    ) -> Result<LeaseGuard, Error> {
+        self.lock_guard(name_key(name), value, lease).await
+    }
+
+    /// Who holds `name`, if anyone.
+    pub async fn whereis_name(
+        &self,
+        name: &str,
+        consistency: Consistency,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let entry = match consistency {
+            Consistency::Dirty => self.dirty_read(name_key(name)).await?,
+            Consistency::Consistent => self.read(name_key(name)).await?,
+        };
+        Ok(entry.map(|e| e.value))
+    }
+
+    /// Removes `name` if it is registered with `value`.
+    pub async fn unregister_name(&self, name: &str, value: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.release(name_key(name), value, None).await
+    }
+}
+
+fn held(sent: Instant, l: locker_core::Lease) -> Held {
+    Held {
+        token: l.token,
+        validity: l.validity,
+        sent,
+        deadline: sent + l.validity,
+    }
+}

@@ -1,0 +1,35 @@
+//! The client API's errors.
+
+use locker_core::auth::AuthError;
+use locker_core::OpError;
+use thiserror::Error;
+
+/// Why a client operation failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The cluster refused the operation; the [`OpError`] says why and what to do.
+    #[error("refused: {0}")]
+    Refused(#[from] OpError),
+    /// The node did not accept our secret (or we did not accept its): check `--secret-file`.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The node could not be reached or the connection broke; retry or try another node.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node closed the connection or stopped before answering.
+    #[error("the node closed the connection before answering")]
+    Closed,
+    /// The node answered with something this request cannot produce (a bug).
+    #[error("unexpected answer from the node")]
+    Unexpected,
+}
+
+impl Error {
+    /// The refusal, if the cluster refused the operation.
+    pub fn op_error(&self) -> Option<&OpError> {
+        match self {
+            Error::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
