@@ -528,7 +528,7 @@ impl Server {
                     warn!(peer = %from, "closing connection: unknown peer");
                     return Ok(());
                 }
-                drop(writer);
+                let _keep_open = writer;
                 loop {
                     match reader.next().await? {
                         Envelope::Peer(msg) => {

@@ -65,7 +65,14 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     // Let the peer links come up.
     let c1 = nodes[0].client().with_wait(Duration::from_secs(3));
     let t = Instant::now();
-    while c1.summary().await?.masters.len() < 3 || t.elapsed() < Duration::from_millis(200) {
+    while t.elapsed() < Duration::from_secs(5) {
+        let mut all_up = true;
+        for n in &nodes {
+            all_up &= n.client().status().await?.links.iter().all(|(_, up)| *up);
+        }
+        if all_up {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -75,7 +82,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut tasks = Vec::new();
     for (i, node) in nodes.iter().take(3).enumerate() {
-        let client = node.client().with_wait(Duration::from_millis(300));
+        let client = node.client().with_wait(Duration::from_secs(1));
         tasks.push(tokio::spawn(async move {
             let me = format!("contender-{}", i + 1);
             (
@@ -115,7 +122,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     step(3, "A lock with its fencing token");
-    let c2 = nodes[1].client().with_wait(Duration::from_millis(300));
+    let c2 = nodes[1].client().with_wait(Duration::from_millis(500));
     let alice = c1.lock("printer", "alice", Duration::from_secs(10)).await?;
     println!(
         "   alice locks \"printer\": token {}, valid for {} ms",
@@ -137,6 +144,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         "   carol locks \"job\" for 800 ms (token {}) and then goes silent",
         carol.token
     );
+    c2.wait_for("job", Duration::from_secs(2)).await?;
     let t = Instant::now();
     c2.wait_for_release("job", Duration::from_secs(5)).await?;
     println!(

@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> ExitCode {
             data_dir,
         } => serve(id, listen, &masters, &replicas, w, data_dir, secret).await,
         Cmd::Demo => {
-            init_tracing("warn");
+            init_tracing("error");
             demo::run().await
         }
         Cmd::Bench(args) => bench::run(args, secret).await,
