@@ -3,6 +3,8 @@
 //! partitions.
 #![allow(dead_code)]
 
+pub mod strategies;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
