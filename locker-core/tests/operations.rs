@@ -498,3 +498,43 @@ fn summary_counts_leases_and_tombstones() {
     assert_eq!(s.w, 2);
     assert!(!s.recovering);
 }
+
+#[test]
+fn promoted_replica_persists_a_ceiling_above_the_tokens_it_knows() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |cfg| cfg.token_block = 2);
+    let mut last = Token(0);
+    for i in 0..5 {
+        last = c.locked(1, &format!("k{i}"), "v", secs(30)).token;
+    }
+    c.run_for(ms(200));
+    assert_eq!(c.node(4).highest_token(), last, "replica saw every token");
+    assert_eq!(
+        c.request(1, Request::SetW { w: 3 }),
+        Ok(Response::Configured)
+    );
+    assert_eq!(c.set_nodes(1, &[1, 2, 3, 4], &[]), Ok(Response::Configured));
+    c.run_for(ms(100));
+    let ceiling = c.ceilings.get(&NodeId(4)).copied().unwrap_or_default();
+    assert!(
+        ceiling >= last,
+        "promoted master's ceiling {ceiling:?} below {last:?}"
+    );
+}
+
+#[test]
+fn demoted_master_drops_its_store_and_stops_voting() {
+    let mut c = Cluster::masters(3);
+    c.locked(1, "k", "v", secs(30));
+    assert_eq!(
+        c.request(1, Request::SetW { w: 2 }),
+        Ok(Response::Configured)
+    );
+    assert_eq!(c.set_nodes(1, &[1, 2], &[]), Ok(Response::Configured));
+    c.run_for(ms(100));
+    assert_eq!(c.node(3).role(), locker_core::Role::Client);
+    assert!(c.node(3).dirty_entries(c.now).is_empty());
+    // Two masters, w = 2: both are needed now.
+    c.stop(2);
+    let r = c.request(1, lock_req("k2", "v", secs(10), ms(300)));
+    assert!(is_err(&r, &OpError::NoQuorum), "{r:?}");
+}

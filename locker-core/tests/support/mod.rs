@@ -241,7 +241,17 @@ impl Cluster {
             node.handle_timeout(now);
         }
         self.collect();
+        self.check_invariants();
         self.deliver_all();
+    }
+
+    /// Every node's internal invariants hold (call right after timeouts fired).
+    pub fn check_invariants(&self) {
+        for (id, node) in &self.nodes {
+            if let Err(e) = node.check_invariants(self.now) {
+                panic!("node {id:?} at {}: {e}", self.now);
+            }
+        }
     }
 
     /// Advance the clock by `d` without firing anything in between.
