@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(c.on_challenge(&challenge), Err(AuthError::BadProof));
 
         // A connector that skips checking still cannot forge the proof.
-        let mut liar = Connector::new(b"wrong", [1; 32], Who::Peer(NodeId(3)));
+        let liar = Connector::new(b"wrong", [1; 32], Who::Peer(NodeId(3)));
         let (a, _) = Acceptor::new(b"right", [2; 32])
             .on_hello(&liar.hello())
             .unwrap();

@@ -54,7 +54,7 @@ impl Reader {
     /// The next envelope; `Err(Closed)` at end of stream.
     pub async fn next(&mut self) -> Result<Envelope, ConnError> {
         loop {
-            if let Some(env) = self.frames.next()? {
+            if let Some(env) = self.frames.next_frame()? {
                 return Ok(env);
             }
             let n = self.half.read(&mut self.chunk).await?;

@@ -35,7 +35,7 @@ impl FrameReader {
 
     /// The next complete envelope, `Ok(None)` if more bytes are needed, or
     /// the reason to close the connection.
-    pub fn next(&mut self) -> Result<Option<Envelope>, WireError> {
+    pub fn next_frame(&mut self) -> Result<Option<Envelope>, WireError> {
         match decode_frame::<Envelope>(&self.buf[self.start..], self.max_frame)? {
             Some((env, used)) => {
                 self.start += used;
@@ -93,7 +93,7 @@ mod tests {
         let mut got = Vec::new();
         for b in bytes.chunks(3) {
             r.push(b);
-            while let Some(e) = r.next().unwrap() {
+            while let Some(e) = r.next_frame().unwrap() {
                 got.push(e);
             }
         }
@@ -107,6 +107,6 @@ mod tests {
     fn an_oversized_frame_is_refused_before_reading_it() {
         let mut r = FrameReader::new(16);
         r.push(&1000u32.to_le_bytes());
-        assert!(matches!(r.next(), Err(WireError::Oversize { .. })));
+        assert!(matches!(r.next_frame(), Err(WireError::Oversize { .. })));
     }
 }
