@@ -538,3 +538,95 @@ fn demoted_master_drops_its_store_and_stops_voting() {
     let r = c.request(1, lock_req("k2", "v", secs(10), ms(300)));
     assert!(is_err(&r, &OpError::NoQuorum), "{r:?}");
 }
+
+#[test]
+fn promises_of_a_crashed_coordinator_expire_and_free_the_key() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    c.drop_when(|from, _, msg| from == NodeId(9) && matches!(msg, Message::Commit { .. }));
+    let _ = c.submit(9, lock_req("k", "v", secs(10), secs(5)));
+    c.deliver_all();
+    c.stop(9);
+    c.stop_dropping();
+    let before = c.now;
+    let l = c.locked(1, "k", "w", secs(10));
+    let promise_timeout = c.node(1).config().promise_timeout;
+    assert!(c.now - before >= promise_timeout, "key freed too early");
+    assert!(l.token.0 >= 1);
+    c.run_for(ms(10));
+}
+
+#[test]
+fn wait_requests_on_a_client_only_node_are_not_stored() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    let r = c.request(
+        9,
+        Request::WaitFor {
+            key: "k".into(),
+            timeout: ms(100),
+        },
+    );
+    assert!(is_err(&r, &OpError::NotStored), "{r:?}");
+    // On a master, wait_for_release of an absent key is answered at once.
+    let r = c.request(
+        1,
+        Request::WaitForRelease {
+            key: "k".into(),
+            timeout: ms(100),
+        },
+    );
+    assert_eq!(r, Ok(Response::Gone));
+}
+
+#[test]
+fn replica_expires_with_the_remaining_lease_and_follows_extensions() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    let l = c.locked(1, "k", "v", secs(2));
+    c.run_for(ms(1500));
+    let view = c.node(4).dirty_entries(c.now)[0].1.clone();
+    assert!(
+        view.remaining <= ms(500),
+        "replica restarted the lease: {view:?}"
+    );
+    let r = c.extend(2, "k", "v", secs(3), Some(l.token));
+    assert!(r.is_ok(), "{r:?}");
+    c.run_for(ms(1000));
+    assert_eq!(
+        c.local_value(4, "k"),
+        Some(b"v".to_vec()),
+        "extension reached the replica"
+    );
+    c.run_for(ms(2100));
+    assert_eq!(c.local_value(4, "k"), None);
+    for n in 1..=3 {
+        assert_eq!(c.local_value(n, "k"), None);
+    }
+}
+
+#[test]
+fn a_clock_going_backwards_is_clamped() {
+    let mut c = Cluster::masters(3);
+    c.locked(1, "k", "v", secs(10));
+    c.run_for(secs(2));
+    let later = c.now;
+    // The host passes an earlier instant: the node keeps its own time.
+    let node = c.nodes.get_mut(&NodeId(2)).unwrap();
+    node.handle_timeout(Time::from_millis(1));
+    assert_eq!(node.dirty_entries(later).len(), 1);
+    node.check_invariants(later).unwrap();
+}
+
+#[test]
+fn lock_with_one_master_partitioned_still_commits_everywhere_reachable() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+    c.partition(9, 3);
+    let l = c.locked(9, "k", "v", secs(10));
+    assert_eq!(c.local_value(3, "k"), None);
+    c.heal();
+    // The holder's release by token deletes where stored; a missing master is fine.
+    assert_eq!(
+        c.release(9, "k", "v", Some(l.token)),
+        Ok(Response::Released)
+    );
+    let l2 = c.locked(9, "k", "w", secs(10));
+    assert!(l2.token > l.token);
+}

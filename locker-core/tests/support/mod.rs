@@ -30,6 +30,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
     pub in_flight: VecDeque<InFlight>,
     pub replies: BTreeMap<RequestId, Reply>,
+    /// When each reply was output (shared clock).
+    pub reply_times: BTreeMap<RequestId, Time>,
     /// Every output of every node in order, for determinism tests.
     pub log: Vec<(NodeId, Output)>,
     /// Last persisted token ceiling per node.
@@ -72,6 +74,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             in_flight: VecDeque::new(),
             replies: BTreeMap::new(),
+            reply_times: BTreeMap::new(),
             log: Vec::new(),
             ceilings: BTreeMap::new(),
             cut: BTreeSet::new(),
@@ -168,6 +171,7 @@ impl Cluster {
                     }
                     Output::Reply { id: rid, reply } => {
                         self.replies.insert(rid, reply);
+                        self.reply_times.insert(rid, self.now);
                     }
                     Output::PersistTokenCeiling(t) => {
                         self.ceilings.insert(id, t);
