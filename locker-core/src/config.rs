@@ -172,7 +172,12 @@ impl Config {
 
     /// Checks every rule; [`Node::new`](crate::Node::new) calls it too.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_members(&self.masters, &self.replicas, self.w, self.allow_unsafe_quorum)?;
+        validate_members(
+            &self.masters,
+            &self.replicas,
+            self.w,
+            self.allow_unsafe_quorum,
+        )?;
         if !(0.0..0.1).contains(&self.max_drift) {
             return Err(ConfigError::DriftOutOfRange(self.max_drift.to_string()));
         }

@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use crate::config::{validate_members, NodeId, Role};
 use crate::message::Message;
 use crate::node::Node;
+use crate::promise::Promises;
 use crate::request::{InvalidRequest, OpError, RequestId, Response};
 use crate::store::Store;
-use crate::promise::Promises;
 use crate::time::Time;
 
 /// How many resends before a change is reported unconfirmed.

@@ -396,7 +396,9 @@ impl Node {
                 let reply = if self.role == Role::Client {
                     Err(OpError::NotStored)
                 } else {
-                    Ok(Response::Value(self.store.live(&key, now).map(|r| r.view(now))))
+                    Ok(Response::Value(
+                        self.store.live(&key, now).map(|r| r.view(now)),
+                    ))
                 };
                 self.reply(id, reply);
             }
@@ -411,7 +413,8 @@ impl Node {
                 self.start_membership(now, id, masters, replicas, w)
             }
             Request::SetW { w } => {
-                let (masters, replicas) = (self.config.masters.clone(), self.config.replicas.clone());
+                let (masters, replicas) =
+                    (self.config.masters.clone(), self.config.replicas.clone());
                 self.start_membership(now, id, masters, replicas, w)
             }
             other => self.start_op(now, id, other),

@@ -101,11 +101,18 @@ impl Node {
         self.answer(from, op, outcome);
     }
 
-    pub(crate) fn on_commit(&mut self, now: Time, from: NodeId, op: OpId, key: Vec<u8>, write: Write) {
+    pub(crate) fn on_commit(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        op: OpId,
+        key: Vec<u8>,
+        write: Write,
+    ) {
         let value = match &write {
-            Write::Create { value, .. } | Write::SetValue { value, .. } | Write::Extend { value, .. } => {
-                Some(&value[..])
-            }
+            Write::Create { value, .. }
+            | Write::SetValue { value, .. }
+            | Write::Extend { value, .. } => Some(&value[..]),
             Write::Delete { .. } => None,
         };
         if let Some(refusal) = self.cannot_vote(now, &key, value) {
@@ -205,7 +212,15 @@ impl Node {
     }
 
     /// Anti-entropy: a master that lacks a holder's entry stores it.
-    fn install(&mut self, now: Time, key: &[u8], value: Vec<u8>, token: Token, revision: u64, lease: Duration) {
+    fn install(
+        &mut self,
+        now: Time,
+        key: &[u8],
+        value: Vec<u8>,
+        token: Token,
+        revision: u64,
+        lease: Duration,
+    ) {
         self.observe_token(token);
         self.store.put(Record {
             key: key.into(),
