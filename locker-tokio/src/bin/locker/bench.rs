@@ -1,10 +1,241 @@
-//! `locker bench` (placeholder replaced below).
-use std::process::ExitCode;
+//! `locker bench`: lock+release cycles and extends against a 3-master cluster.
+
+use locker_core::Token;
+use locker_tokio::common::stats::Latencies;
+use locker_tokio::Client;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Options of `locker bench`.
 #[derive(clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Use a running cluster (three client addresses) instead of spawning one.
+    #[arg(long, value_delimiter = ',')]
+    connect: Vec<SocketAddr>,
+    /// Concurrent clients for the lock+release workload.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<usize>,
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 3)]
+    secs: u64,
+    /// Leases held for the extend workload.
+    #[arg(long, default_value_t = 10_000)]
+    leases: usize,
+    /// Concurrent extenders in the extend workload.
+    #[arg(long, default_value_t = 64)]
+    extenders: usize,
+}
 
-pub async fn run(_args: BenchArgs, _secret: Option<Vec<u8>>) -> ExitCode {
-    ExitCode::from(2)
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn spawn_cluster() -> Result<(Procs, Vec<SocketAddr>), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let addrs: Vec<SocketAddr> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let masters = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Procs(Vec::new());
+    for (i, a) in addrs.iter().enumerate() {
+        let child = Command::new(&exe)
+            .args([
+                "serve",
+                "--id",
+                &(i + 1).to_string(),
+                "--listen",
+                &a.to_string(),
+                "--masters",
+                &masters,
+            ])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start locker serve: {e}"))?;
+        procs.0.push(child);
+    }
+    Ok((procs, addrs))
+}
+
+async fn connect_all(
+    addrs: &[SocketAddr],
+    n: usize,
+    secret: Option<&[u8]>,
+) -> Result<Vec<Client>, String> {
+    let mut clients = Vec::new();
+    for i in 0..n {
+        let c = Client::connect(addrs[i % addrs.len()], secret)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", addrs[i % addrs.len()]))?;
+        clients.push(c.with_wait(Duration::from_secs(2)));
+    }
+    Ok(clients)
+}
+
+pub async fn run(args: BenchArgs, secret: Option<Vec<u8>>) -> ExitCode {
+    match bench(args, secret).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("locker bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
+    let (_procs, addrs) = if args.connect.is_empty() {
+        let (p, a) = spawn_cluster()?;
+        (Some(p), a)
+    } else {
+        (None, args.connect.clone())
+    };
+    if addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err("bench runs on loopback only".into());
+    }
+    let secret = secret.as_deref();
+    // Wait until the cluster grants locks.
+    let t = Instant::now();
+    loop {
+        if let Ok(c) = Client::connect(addrs[0], secret).await {
+            let c = c.with_wait(Duration::from_millis(200));
+            if let Ok(h) = c.lock("bench-warmup", "w", Duration::from_secs(1)).await {
+                let _ = c.release("bench-warmup", "w", Some(h.token)).await;
+                break;
+            }
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err("the cluster did not come up within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("cluster: {addrs:?}; {} s per workload", args.secs);
+    let run_for = Duration::from_secs(args.secs);
+    for &c in &args.clients {
+        let clients = connect_all(&addrs, c, secret).await?;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (i, client) in clients.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut lock_lat = Latencies::default();
+                let mut cycle_lat = Latencies::default();
+                let mut errors = 0u64;
+                let mut n = 0u64;
+                while start.elapsed() < run_for {
+                    let key = format!("bench/{c}/{i}/{n}");
+                    n += 1;
+                    let t0 = Instant::now();
+                    match client.lock(&key, "v", Duration::from_secs(10)).await {
+                        Ok(h) => {
+                            lock_lat.record(t0.elapsed());
+                            if client.release(&key, "v", Some(h.token)).await.is_err() {
+                                errors += 1;
+                            }
+                            cycle_lat.record(t0.elapsed());
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lock_lat, cycle_lat, errors)
+            }));
+        }
+        let mut lock_lat = Latencies::default();
+        let mut cycle_lat = Latencies::default();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, cy, e) = t.await.map_err(|e| e.to_string())?;
+            lock_lat.merge(&l);
+            cycle_lat.merge(&cy);
+            errors += e;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let v = json!({
+            "workload": "lock+release", "clients": c,
+            "cycles_per_s": (cycle_lat.count() as f64 / secs).round(),
+            "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
+            "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
+            "cycles": cycle_lat.count(), "errors": errors,
+        });
+        println!("{v}");
+    }
+
+    // Extend-only workload on many held leases.
+    let clients = connect_all(&addrs, args.extenders, secret).await?;
+    let per = args.leases.div_ceil(args.extenders);
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().cloned().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut held: Vec<(String, Token)> = Vec::new();
+            for j in 0..per {
+                let key = format!("bench/extend/{i}/{j}");
+                if let Ok(h) = client.lock(&key, "v", Duration::from_secs(30)).await {
+                    held.push((key, h.token));
+                }
+            }
+            held
+        }));
+    }
+    let mut sets = Vec::new();
+    for t in tasks {
+        sets.push(Arc::new(t.await.map_err(|e| e.to_string())?));
+    }
+    let total: usize = sets.iter().map(|s| s.len()).sum();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, set) in clients.into_iter().zip(sets.iter().cloned()) {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Latencies::default();
+            let mut errors = 0u64;
+            let mut k = 0usize;
+            while start.elapsed() < run_for && !set.is_empty() {
+                let (key, token) = &set[k % set.len()];
+                k += 1;
+                let t0 = Instant::now();
+                match client
+                    .extend(key, "v", Duration::from_secs(30), Some(*token))
+                    .await
+                {
+                    Ok(_) => lat.record(t0.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Latencies::default();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.map_err(|e| e.to_string())?;
+        lat.merge(&l);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "workload": "extend", "leases": total, "clients": args.extenders,
+            "extends_per_s": (lat.count() as f64 / secs).round(),
+            "p50_us": lat.quantile_us(0.5), "p99_us": lat.quantile_us(0.99), "errors": errors,
+        })
+    );
+    Ok(())
 }
