@@ -1,7 +1,11 @@
 //! `set_nodes` and `set_w`: a membership change is applied by every node,
 //! old and new, and reported as done only when each has confirmed it.
 //!
-//! Changes are ordered by an epoch; a node applies only newer epochs. A node
+//! Changes are ordered by `(epoch, initiator)`; a node applies only newer
+//! changes, and acknowledges a change only while it holds that very change, so
+//! that two concurrent changes with the same epoch cannot both be reported
+//! configured while nodes disagree: every node converges on the larger one,
+//! and the other initiator answers `Unconfirmed`. A node
 //! that becomes a master enters the same quarantine as a restarted one: it
 //! has not seen the promises and leases of the masters before it.
 
@@ -21,6 +25,8 @@ const ATTEMPTS: u32 = 10;
 #[derive(Default)]
 pub(crate) struct Membership {
     epoch: u64,
+    /// The node that initiated the change in force (ties between equal epochs).
+    origin: NodeId,
     pending: Option<Change>,
 }
 
@@ -72,7 +78,7 @@ impl Node {
             replicas: replicas.clone(),
             w,
         };
-        self.apply_membership(now, epoch, masters, replicas, w);
+        self.apply_membership(now, epoch, me, masters, replicas, w);
         if waiting.is_empty() {
             return self.reply(id, Ok(Response::Configured));
         }
@@ -93,12 +99,14 @@ impl Node {
         &mut self,
         now: Time,
         epoch: u64,
+        origin: NodeId,
         masters: Vec<NodeId>,
         replicas: Vec<NodeId>,
         w: usize,
     ) {
         let before = self.role;
         self.membership.epoch = epoch;
+        self.membership.origin = origin;
         self.config.masters = masters;
         self.config.replicas = replicas;
         self.config.w = w;
@@ -134,10 +142,15 @@ impl Node {
         if validate_members(&masters, &replicas, w, self.config.allow_unsafe_quorum).is_err() {
             return;
         }
-        if epoch > self.membership.epoch {
-            self.apply_membership(now, epoch, masters, replicas, w);
+        let current = (self.membership.epoch, self.membership.origin);
+        if (epoch, from) > current {
+            self.apply_membership(now, epoch, from, masters, replicas, w);
         }
-        self.send(from, Message::MembershipAck { epoch });
+        // Acknowledge only the change in force here: a concurrent change
+        // that lost the tie must not be reported configured.
+        if (self.membership.epoch, self.membership.origin) == (epoch, from) {
+            self.send(from, Message::MembershipAck { epoch });
+        }
     }
 
     pub(crate) fn on_membership_ack(&mut self, _now: Time, from: NodeId, epoch: u64) {

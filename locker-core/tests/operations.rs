@@ -630,3 +630,46 @@ fn lock_with_one_master_partitioned_still_commits_everywhere_reachable() {
     let l2 = c.locked(9, "k", "w", secs(10));
     assert!(l2.token > l.token);
 }
+
+#[test]
+fn set_nodes_with_a_member_down_is_not_reported_configured() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    c.stop(4);
+    let r = c.set_nodes(1, &[1, 2, 3], &[]);
+    assert!(matches!(r, Err(OpError::Unconfirmed { .. })), "{r:?}");
+    // The change was applied by every reachable node nonetheless.
+    assert_eq!(c.node(2).config().replicas, vec![]);
+}
+
+#[test]
+fn concurrent_set_nodes_from_two_nodes_do_not_both_succeed_with_different_views() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4, 5], &[], |_| {});
+    let a = c.submit(
+        1,
+        Request::SetNodes {
+            masters: ids(1..=3),
+            replicas: vec![NodeId(4)],
+        },
+    );
+    let b = c.submit(
+        2,
+        Request::SetNodes {
+            masters: ids(1..=3),
+            replicas: vec![NodeId(5)],
+        },
+    );
+    let ra = c.run_until_reply(a);
+    let rb = c.run_until_reply(b);
+    c.run_for(ms(100));
+    let views: Vec<Vec<NodeId>> = (1..=5)
+        .map(|n| c.node(n).config().replicas.clone())
+        .collect();
+    let agreed = views.windows(2).all(|w| w[0] == w[1]);
+    assert!(agreed, "nodes disagree after both changes: {views:?}");
+    assert!(
+        !(ra.is_ok() && rb.is_ok()),
+        "two conflicting changes both reported configured: {ra:?} {rb:?} {views:?}"
+    );
+    let winner = if ra.is_ok() { NodeId(4) } else { NodeId(5) };
+    assert_eq!(views[0], vec![winner], "{ra:?} {rb:?}");
+}
