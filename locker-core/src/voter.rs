@@ -123,6 +123,28 @@ impl Node {
         }
         // Only under this op's live promise: a late commit is never applied.
         if self.promises.take(&key, op, now).is_none() {
+            // Except an extend of the live entry it names (a resend whose
+            // first ack was lost): that is exactly a holder's one-round
+            // extend, which needs no promise (see `on_extend_held`).
+            if let Write::Extend {
+                value,
+                token,
+                lease,
+                ..
+            } = &write
+            {
+                let matches = self
+                    .store
+                    .live(&key, now)
+                    .is_some_and(|r| r.value[..] == value[..] && r.token == *token);
+                if matches && self.lease_ok(*lease) {
+                    let expires = now + *lease;
+                    self.store
+                        .update(&key, |r| r.expires = r.expires.max(expires));
+                    self.stored(&key);
+                    return self.answer(from, op, Ok(Ack::Done));
+                }
+            }
             return self.answer(from, op, Err(Refusal::NoPromise));
         }
         let outcome = self.apply(now, &key, write);

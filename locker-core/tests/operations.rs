@@ -673,3 +673,50 @@ fn concurrent_set_nodes_from_two_nodes_do_not_both_succeed_with_different_views(
     let winner = if ra.is_ok() { NodeId(4) } else { NodeId(5) };
     assert_eq!(views[0], vec![winner], "{ra:?} {rb:?}");
 }
+
+#[test]
+fn a_resent_commit_is_acknowledged_when_only_the_ack_was_lost() {
+    // Two masters of three up: both commit acks are needed. The first ack of
+    // each operation from master 2 is lost; the coordinator's one resend must
+    // be acknowledged by a master that already applied it.
+    for op in ["lock", "update", "extend", "release"] {
+        let mut c = Cluster::with(&[1, 2, 3], &[], &[9], |_| {});
+        let l = c.locked(9, "k", "v", secs(10));
+        c.stop(3);
+        let mut dropped = false;
+        c.drop_when(move |from, to, msg| {
+            let ack = from == NodeId(2)
+                && to == NodeId(9)
+                && matches!(
+                    msg,
+                    Message::Reply {
+                        outcome: Ok(Ack::Done),
+                        ..
+                    }
+                );
+            if ack && !dropped {
+                dropped = true;
+                return true;
+            }
+            false
+        });
+        let r = match op {
+            "lock" => c.lock(9, "k2", "v", secs(10)),
+            "update" => c.update(9, "k", "v", "w"),
+            "extend" => c.extend(9, "k", "v", secs(10), None),
+            _ => c.release(9, "k", "v", None),
+        };
+        assert!(r.is_ok(), "{op}: {r:?}");
+        if let Ok(Response::Extended(e)) = &r {
+            // Every acknowledging master keeps the entry past the holder's deadline.
+            for n in [1, 2] {
+                let view = &c.node(n).dirty_entries(c.now)[0].1;
+                assert!(
+                    c.now + view.remaining >= e.valid_until,
+                    "node {n}: {view:?} {e:?}"
+                );
+                assert_eq!(view.token, l.token);
+            }
+        }
+    }
+}
