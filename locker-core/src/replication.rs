@@ -20,11 +20,17 @@ pub(crate) struct Replication {
     /// Keys changed since the last push.
     pending: BTreeSet<Box<[u8]>>,
     next_push: Option<Time>,
+    /// A replica's sync request not yet answered by any master: resent
+    /// at this instant (a lost request must not leave it empty forever).
+    next_sync: Option<Time>,
 }
 
 impl Replication {
     pub(crate) fn next_push(&self) -> Option<Time> {
-        self.next_push
+        match (self.next_push, self.next_sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -40,6 +46,13 @@ impl Node {
     }
 
     pub(crate) fn replication_timer(&mut self, now: Time) {
+        if self.replication.next_sync.is_some_and(|t| t <= now) {
+            if self.role == Role::Replica {
+                self.request_sync();
+            } else {
+                self.replication.next_sync = None;
+            }
+        }
         if self.replication.next_push.is_none_or(|t| t > now) {
             return;
         }
@@ -84,6 +97,7 @@ impl Node {
     }
 
     pub(crate) fn request_sync(&mut self) {
+        self.replication.next_sync = Some(self.last_now + self.config.rpc_timeout);
         for i in 0..self.config.masters.len() {
             let to = self.config.masters[i];
             self.send(to, Message::SyncRequest);
@@ -102,6 +116,10 @@ impl Node {
             .filter(|r| r.expires > now)
             .map(|r| replicated(r, now))
             .collect();
+        if entries.is_empty() {
+            // Answer anyway, so that the replica knows it is in sync.
+            return self.send(from, Message::Replicate { entries });
+        }
         self.send_batches(now, &[from], entries);
     }
 
@@ -109,6 +127,8 @@ impl Node {
         if self.role != Role::Replica || !self.config.masters.contains(&from) {
             return;
         }
+        // Any master's push or sync answer: this replica is connected.
+        self.replication.next_sync = None;
         for entry in entries {
             let Replicated {
                 key,

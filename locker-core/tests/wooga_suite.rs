@@ -263,3 +263,22 @@ fn update_is_compare_and_set_keeping_the_token() {
         "{r:?}"
     );
 }
+
+#[test]
+fn replica_started_during_a_partition_catches_up_after_it_heals() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    c.stop(4);
+    c.locked(1, "k", "v", secs(30));
+    c.run_for(ms(200));
+    c.isolate(4);
+    c.restart(4, false);
+    c.run_for(ms(500));
+    assert_eq!(c.local_value(4, "k"), None);
+    c.heal();
+    c.run_for(secs(2));
+    assert_eq!(
+        c.local_value(4, "k"),
+        Some(b"v".to_vec()),
+        "replica never caught up"
+    );
+}
