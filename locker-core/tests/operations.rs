@@ -171,10 +171,17 @@ fn lock_without_w_commit_acks_is_unconfirmed() {
             )
     });
     let r = c.lock(9, "k", "v", secs(10));
+    let Err(OpError::Unconfirmed { token: Some(token) }) = r else {
+        panic!("{r:?}")
+    };
+    // The write did land; the token in the error lets the caller clean up.
+    c.stop_dropping();
+    let read = c.read(9, "k");
     assert!(
-        matches!(r, Err(OpError::Unconfirmed { token: Some(_) })),
-        "{r:?}"
+        matches!(&read, Ok(Response::Value(Some(v))) if v.token == token),
+        "{read:?}"
     );
+    assert_eq!(c.release(9, "k", "v", Some(token)), Ok(Response::Released));
     // One ack short is still unconfirmed.
     let mut acks = 0;
     c.drop_when(move |_, to, msg| {
