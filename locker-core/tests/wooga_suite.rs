@@ -282,3 +282,51 @@ fn replica_started_during_a_partition_catches_up_after_it_heals() {
         "replica never caught up"
     );
 }
+
+/// KNOWN FAILING (left for a design decision): replication is meant to be
+/// order-independent, but an extend keeps the entry's version, and the
+/// replica lets the last-received state of an equal version win (deliberate
+/// in `on_replicate`, so that an extend that *shortens* a lease propagates).
+/// A reordered older push therefore shortens the replica's copy and it drops
+/// an entry the masters still hold. A fix needs extends to advance the
+/// version (a protocol change), not a local patch.
+#[test]
+#[ignore = "known: equal-version pushes are not order-independent (see doc comment)"]
+fn a_reordered_older_push_does_not_shorten_an_extended_lease_on_a_replica() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    let held: Rc<RefCell<Vec<InFlight>>> = Rc::default();
+    let h = held.clone();
+    c.drop_when(move |from, to, msg| {
+        if matches!(msg, locker_core::Message::Replicate { .. }) {
+            h.borrow_mut().push(InFlight {
+                from,
+                to,
+                msg: msg.clone(),
+            });
+            return true;
+        }
+        false
+    });
+    let l = c.locked(1, "k", "v", secs(2));
+    c.run_for(ms(100));
+    let before_extend = held.borrow().len();
+    assert!(before_extend > 0);
+    let r = c.extend(1, "k", "v", secs(20), Some(l.token));
+    assert!(r.is_ok(), "{r:?}");
+    c.run_for(ms(100));
+    c.stop_dropping();
+    // Deliver the pushes newest first: the extension, then the stale ones.
+    let msgs: Vec<InFlight> = held.borrow_mut().drain(..).rev().collect();
+    assert!(msgs.len() > before_extend);
+    c.in_flight.extend(msgs);
+    c.deliver_all();
+    c.run_for(secs(3));
+    assert_eq!(
+        c.local_value(4, "k"),
+        Some(b"v".to_vec()),
+        "the replica dropped an entry the masters still hold"
+    );
+    assert_eq!(c.local_value(1, "k"), Some(b"v".to_vec()));
+}
