@@ -330,3 +330,39 @@ fn a_reordered_older_push_does_not_shorten_an_extended_lease_on_a_replica() {
     );
     assert_eq!(c.local_value(1, "k"), Some(b"v".to_vec()));
 }
+
+/// KNOWN FAILING (convergence gap): a replica cut off while a key is written
+/// misses that push for good; nothing re-sends it once the partition heals
+/// (pushes are not acknowledged, and a running replica never re-syncs).
+#[test]
+#[ignore = "known: lost replication pushes are never re-sent"]
+fn replica_converges_after_a_partition_that_lost_pushes() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    c.run_for(ms(300));
+    c.isolate(4);
+    c.locked(1, "k", "v", secs(30));
+    c.run_for(ms(300));
+    c.heal();
+    c.run_for(secs(5));
+    assert_eq!(c.local_value(4, "k"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn a_retried_lock_counts_its_validity_from_the_successful_attempt() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[11, 12], |_| {});
+    let first = c.submit(11, lock_req("k", "a", ms(300), secs(2)));
+    let submitted = c.now;
+    let second = c.submit(12, lock_req("k", "b", ms(300), secs(2)));
+    for id in [first, second] {
+        let r = c.run_until_reply(id);
+        let Ok(Response::Locked(l)) = r else {
+            panic!("{r:?}")
+        };
+        let started = l.valid_until - l.validity;
+        let replied = c.reply_times[&id];
+        assert!(
+            started >= submitted && started <= replied,
+            "{l:?} replied {replied}"
+        );
+    }
+}
