@@ -727,3 +727,19 @@ fn a_resent_commit_is_acknowledged_when_only_the_ack_was_lost() {
         }
     }
 }
+
+#[test]
+fn tokens_stay_monotonic_when_a_minority_restarts_without_a_ceiling() {
+    let mut c = Cluster::masters(3);
+    let mut last = Token(0);
+    for i in 0..5 {
+        last = c.locked(1, &format!("k{i}"), "v", secs(1)).token;
+    }
+    c.stop(3);
+    c.restart(3, false);
+    let quarantine = c.node(3).config().quarantine();
+    c.run_for(quarantine + ms(1));
+    c.stop(1);
+    let next = c.locked(2, "fresh", "v", secs(1));
+    assert!(next.token > last, "{:?} after {last:?}", next.token);
+}
