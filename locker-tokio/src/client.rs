@@ -16,6 +16,7 @@ use crate::common::registry::{name_key, Consistency};
 use crate::conn::{self, ConnError};
 use crate::guard::LeaseGuard;
 use crate::node::{Input, ReplyTo};
+use crate::outbox::Outbox;
 
 /// A lease as its holder sees it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -35,7 +36,7 @@ type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Envelope>>>>>;
 enum Transport {
     Embedded(mpsc::Sender<Input>),
     Remote {
-        tx: mpsc::Sender<Envelope>,
+        outbox: Arc<Outbox>,
         pending: Pending,
         next: AtomicU64,
     },
@@ -86,10 +87,8 @@ impl Client {
             )),
             _ => Error::Closed,
         })?;
-        let (tx, mut rx) = mpsc::channel(4096);
-        tokio::spawn(async move {
-            let _ = conn::write_loop(writer, &mut rx).await;
-        });
+        let outbox = Outbox::new(writer);
+        let out = outbox.clone();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let p = pending.clone();
         tokio::spawn(async move {
@@ -105,10 +104,11 @@ impl Client {
             }
             // Waiters see `Closed`.
             p.lock().unwrap().take();
+            out.close();
         });
         Ok(Client {
             transport: Arc::new(Transport::Remote {
-                tx,
+                outbox,
                 pending,
                 next: AtomicU64::new(1),
             }),
@@ -136,14 +136,21 @@ impl Client {
                     .map_err(|_| Error::Closed)?;
                 rx.await.map_err(|_| Error::Closed)
             }
-            Transport::Remote { tx, pending, next } => {
+            Transport::Remote {
+                outbox,
+                pending,
+                next,
+            } => {
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 let (wtx, wrx) = oneshot::channel();
                 match pending.lock().unwrap().as_mut() {
                     Some(m) => m.insert(id, wtx),
                     None => return Err(Error::Closed),
                 };
-                tx.send(make(id)).await.map_err(|_| Error::Closed)?;
+                if !outbox.send(&make(id)) {
+                    pending.lock().unwrap().as_mut().map(|m| m.remove(&id));
+                    return Err(Error::Closed);
+                }
                 wrx.await.map_err(|_| Error::Closed)
             }
         }

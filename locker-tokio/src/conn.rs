@@ -7,9 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-use crate::common::framing::{FrameBatch, FrameReader, MAX_BATCH_BYTES};
+use crate::common::framing::{FrameBatch, FrameReader};
 
 /// How long a handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,26 +70,6 @@ pub async fn write_one(half: &mut OwnedWriteHalf, env: &Envelope) -> Result<(), 
     let mut b = FrameBatch::default();
     b.push(env);
     half.write_all(b.bytes()).await?;
-    Ok(())
-}
-
-/// Writes every envelope from `rx`, batching all queued ones into one write.
-pub async fn write_loop(
-    mut half: OwnedWriteHalf,
-    rx: &mut mpsc::Receiver<Envelope>,
-) -> Result<(), ConnError> {
-    let mut batch = FrameBatch::default();
-    while let Some(env) = rx.recv().await {
-        batch.push(&env);
-        while batch.len() < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(env) => batch.push(&env),
-                Err(_) => break,
-            }
-        }
-        half.write_all(batch.bytes()).await?;
-        batch.clear();
-    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub mod common;
 pub mod conn;
 pub mod guard;
 pub mod node;
+pub mod outbox;
 
 pub use client::{Client, Held};
 pub use common::error::Error;

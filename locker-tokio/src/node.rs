@@ -16,30 +16,49 @@ use tracing::{debug, info, warn};
 
 use crate::client::Client;
 use crate::conn::{self, ConnError};
+use crate::outbox::Outbox;
 
-/// Queue bound of one peer link; messages beyond it are dropped (the protocol copes).
-const LINK_QUEUE: usize = 8192;
 /// Queue bound of the driver's inbox.
 const INBOX: usize = 16384;
-/// Queue bound of replies to one client connection.
-const CLIENT_QUEUE: usize = 65536;
 
 /// Where a reply goes.
 pub(crate) enum ReplyTo {
     /// An embedded client waiting on a oneshot.
     Local(oneshot::Sender<Envelope>),
-    /// A client connection's writer.
-    Remote(mpsc::Sender<Envelope>),
+    /// A client connection's outbox.
+    Remote(Arc<Outbox>),
+}
+
+/// A peer link's current connection, if it is up.
+type Slot = Arc<std::sync::Mutex<Option<Arc<Outbox>>>>;
+
+/// Outboxes written to during the current burst of inputs.
+#[derive(Default)]
+struct Dirty(Vec<Arc<Outbox>>);
+
+impl Dirty {
+    fn push(&mut self, outbox: &Arc<Outbox>) {
+        if !self.0.last().is_some_and(|o| Arc::ptr_eq(o, outbox)) {
+            self.0.push(outbox.clone());
+        }
+    }
+    fn flush(&mut self) {
+        for o in self.0.drain(..) {
+            o.flush();
+        }
+    }
 }
 
 impl ReplyTo {
-    fn send(self, env: Envelope, counters: &Counters) {
+    fn send(self, env: Envelope, counters: &Counters, dirty: &mut Dirty) {
         match self {
             ReplyTo::Local(tx) => {
                 let _ = tx.send(env);
             }
-            ReplyTo::Remote(tx) => {
-                if tx.try_send(env).is_err() {
+            ReplyTo::Remote(outbox) => {
+                if outbox.push(&env) {
+                    dirty.push(&outbox);
+                } else {
                     counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -192,11 +211,12 @@ impl LocalNode {
                 continue;
             }
             let peer_addr = *opts.addrs.get(&peer).ok_or(StartError::NoAddress(peer))?;
-            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            let slot: Slot = Arc::default();
             let up = Arc::new(AtomicBool::new(false));
-            links.insert(peer, tx);
+            links.insert(peer, slot.clone());
             link_state.push((peer, up.clone()));
             let link = Link {
+                slot,
                 me: id,
                 peer,
                 addr: peer_addr,
@@ -205,7 +225,7 @@ impl LocalNode {
                 counters: counters.clone(),
                 max_frame: opts.max_frame,
             };
-            spawn_until(shut_rx.clone(), link.run(rx));
+            spawn_until(shut_rx.clone(), link.run());
         }
         let mut known: Vec<NodeId> = opts.addrs.keys().copied().collect();
         known.extend(config.masters.iter().chain(&config.replicas));
@@ -216,6 +236,7 @@ impl LocalNode {
             links,
             link_state,
             pending: HashMap::new(),
+            dirty: Dirty::default(),
             next_request: 0,
             counters: counters.clone(),
             data_dir: opts.data_dir.clone(),
@@ -307,7 +328,8 @@ fn write_ceiling(dir: &std::path::Path, token: Token) -> std::io::Result<()> {
 struct Driver {
     node: Node,
     start: Instant,
-    links: HashMap<NodeId, mpsc::Sender<Envelope>>,
+    links: HashMap<NodeId, Slot>,
+    dirty: Dirty,
     link_state: Vec<(NodeId, Arc<AtomicBool>)>,
     pending: HashMap<u64, (u64, ReplyTo)>,
     next_request: u64,
@@ -344,6 +366,8 @@ impl Driver {
                     self.drain();
                 }
             }
+            // One write per connection for the whole burst.
+            self.dirty.flush();
         }
     }
 
@@ -370,7 +394,11 @@ impl Driver {
                             .collect(),
                         counters: self.counters.to_vec(),
                     };
-                    reply.send(Envelope::StatusReply { id, status }, &self.counters);
+                    reply.send(
+                        Envelope::StatusReply { id, status },
+                        &self.counters,
+                        &mut self.dirty,
+                    );
                 }
                 _ => {}
             },
@@ -382,9 +410,13 @@ impl Driver {
         while let Some(out) = self.node.poll_output() {
             match out {
                 Output::Send { to, msg } => {
-                    if let Some(link) = self.links.get(&to) {
-                        if link.try_send(Envelope::Peer(msg)).is_err() {
-                            self.counters.link_drops.fetch_add(1, Ordering::Relaxed);
+                    if let Some(slot) = self.links.get(&to) {
+                        let outbox = slot.lock().unwrap().clone();
+                        match outbox {
+                            Some(o) if o.push(&Envelope::Peer(msg)) => self.dirty.push(&o),
+                            _ => {
+                                self.counters.link_drops.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     } else {
                         debug!(%to, "no link to node");
@@ -392,7 +424,11 @@ impl Driver {
                 }
                 Output::Reply { id, reply } => {
                     if let Some((cid, to)) = self.pending.remove(&id.0) {
-                        to.send(Envelope::ClientReply { id: cid, reply }, &self.counters);
+                        to.send(
+                            Envelope::ClientReply { id: cid, reply },
+                            &self.counters,
+                            &mut self.dirty,
+                        );
                     }
                 }
                 Output::PersistTokenCeiling(token) => {
@@ -417,6 +453,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 struct Link {
+    slot: Slot,
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
@@ -427,7 +464,7 @@ struct Link {
 }
 
 impl Link {
-    async fn run(self, mut rx: mpsc::Receiver<Envelope>) {
+    async fn run(self) {
         let mut backoff = Duration::from_millis(20);
         let mut warned = false;
         loop {
@@ -438,10 +475,14 @@ impl Link {
                     self.up.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(20);
                     warned = false;
+                    let outbox = Outbox::new(writer);
+                    *self.slot.lock().unwrap() = Some(outbox.clone());
                     tokio::select! {
-                        r = conn::write_loop(writer, &mut rx) => if r.is_ok() { return },
+                        _ = outbox.wait_closed() => {}
                         _ = reader.next() => {}
                     }
+                    *self.slot.lock().unwrap() = None;
+                    outbox.close();
                     self.up.store(false, Ordering::Relaxed);
                     info!(from = %self.me, to = %self.peer, "peer link down");
                 }
@@ -455,8 +496,6 @@ impl Link {
                     }
                 }
             }
-            // Drop what queued while the link was down beyond a fresh start.
-            while rx.try_recv().is_ok() {}
             let jitter = rand::random::<u64>() % (backoff.as_millis() as u64 + 1);
             tokio::time::sleep(backoff / 2 + Duration::from_millis(jitter / 2)).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -545,15 +584,13 @@ impl Server {
                 }
             }
             Who::Client => {
-                let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
-                tokio::spawn(async move {
-                    let _ = conn::write_loop(writer, &mut rx).await;
-                });
+                let outbox = Outbox::new(writer);
+                let _close = CloseOnDrop(outbox.clone());
                 loop {
                     let env = reader.next().await?;
                     match env {
                         Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
-                            let reply = ReplyTo::Remote(tx.clone());
+                            let reply = ReplyTo::Remote(outbox.clone());
                             if self
                                 .input
                                 .send(Input::Request { env, reply })
@@ -572,5 +609,14 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// Closes an outbox when the connection's reader stops.
+struct CloseOnDrop(Arc<Outbox>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }

@@ -158,10 +158,20 @@ fn entry_json(e: &Option<EntryView>) -> Value {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // `LOCKER_SERVE_THREADS=1` runs `serve` on tokio's current-thread
+    // runtime (one thread: no cross-thread wake-ups on every hop).
+    let single = matches!(cli.cmd, Cmd::Serve { .. })
+        && std::env::var("LOCKER_SERVE_THREADS").is_ok_and(|v| v == "1");
+    let rt = if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
     rt.block_on(run(cli))
 }
 
