@@ -2,7 +2,7 @@
 //! gives applications a [`Client`], a self-extending [`LeaseGuard`] and a
 //! name registry.
 //!
-//! Runtime-specific code lives in `node`, `conn`, `client` and `guard`;
+//! Runtime-specific code lives in `node`, `conn`, `outbox`, `client` and `guard`;
 //! everything else is in [`common`], which touches no socket, timer or task.
 //!
 //! ```no_run
