@@ -1,0 +1,141 @@
+//! What one run simulates: cluster shape, timing, workload and faults.
+
+use serde::Serialize;
+
+/// The kinds of fault a run may inject (`--faults` names them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Faults {
+    /// Messages lost.
+    pub loss: bool,
+    /// Messages duplicated.
+    pub dup: bool,
+    /// Messages reordered on a link.
+    pub reorder: bool,
+    /// Long-tailed latency.
+    pub delay: bool,
+    /// Partitions (symmetric, one-way, isolation, majority/minority, ring).
+    pub partition: bool,
+    /// Crashes with amnesia and restarts.
+    pub crash: bool,
+    /// Process pauses (nodes and holders) longer than a lease.
+    pub pause: bool,
+    /// Clock offsets and rate errors.
+    pub skew: bool,
+}
+
+impl Faults {
+    /// Every fault on.
+    pub fn all() -> Faults {
+        Faults {
+            loss: true,
+            dup: true,
+            reorder: true,
+            delay: true,
+            partition: true,
+            crash: true,
+            pause: true,
+            skew: true,
+        }
+    }
+
+    /// Parses `all`, `none` or a comma list of fault names.
+    pub fn parse(s: &str) -> Result<Faults, String> {
+        match s {
+            "all" => return Ok(Faults::all()),
+            "none" | "" => return Ok(Faults::default()),
+            _ => {}
+        }
+        let mut f = Faults::default();
+        for name in s.split(',') {
+            match name.trim() {
+                "loss" => f.loss = true,
+                "dup" => f.dup = true,
+                "reorder" => f.reorder = true,
+                "delay" => f.delay = true,
+                "partition" => f.partition = true,
+                "crash" => f.crash = true,
+                "pause" => f.pause = true,
+                "skew" => f.skew = true,
+                other => return Err(format!("unknown fault {other:?}")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Everything one run depends on besides its seed.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimOptions {
+    /// Voting masters.
+    pub masters: usize,
+    /// Asynchronous replicas.
+    pub replicas: usize,
+    /// Client processes, each beside its own client-only node.
+    pub clients: usize,
+    /// Write quorum; `None` is the smallest majority.
+    pub w: Option<usize>,
+    /// Allow `w` below a majority (checker validation only).
+    pub unsafe_quorum: bool,
+    /// Faults injected during the fault phase.
+    pub faults: Faults,
+    /// The drift bound the nodes are configured with.
+    pub max_drift: f64,
+    /// The actual bound on clock rate errors; above `max_drift` breaks an assumption.
+    pub drift: Option<f64>,
+    /// Length of the fault phase, in simulated seconds.
+    pub sim_secs: f64,
+    /// Operations per simulated second, over all clients.
+    pub ops_per_sec: f64,
+    /// The cluster's `max_lease`, in milliseconds (quarantine scales with it).
+    pub max_lease_ms: u64,
+    /// Persist the token ceiling across crashes (a host with durable storage).
+    pub persist_ceiling: bool,
+    /// Restart crashed masters with `Node::restarted` (quarantine); `false`
+    /// restarts them with `Node::new`, as if quarantine were off.
+    pub quarantine: bool,
+    /// Heal partitions when the quiet phase starts (`false` breaks liveness on purpose).
+    pub heal_in_quiet: bool,
+    /// Crash every master at once at this simulated second (scripted fault).
+    pub crash_all_masters_at: Option<f64>,
+    /// Keep a partition that isolates these nodes (by index) for the whole run.
+    pub isolate_forever: Vec<usize>,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            masters: 5,
+            replicas: 2,
+            clients: 8,
+            w: None,
+            unsafe_quorum: false,
+            faults: Faults::all(),
+            max_drift: 0.001,
+            drift: None,
+            sim_secs: 20.0,
+            ops_per_sec: 300.0,
+            max_lease_ms: 10_000,
+            persist_ceiling: true,
+            quarantine: true,
+            heal_in_quiet: true,
+            crash_all_masters_at: None,
+            isolate_forever: Vec::new(),
+        }
+    }
+}
+
+impl SimOptions {
+    /// The actual clock-rate bound used for this run.
+    pub fn actual_drift(&self) -> f64 {
+        if !self.faults.skew {
+            0.0
+        } else {
+            self.drift.unwrap_or(self.max_drift)
+        }
+    }
+
+    /// Total nodes (masters, replicas, client-only nodes).
+    pub fn nodes(&self) -> usize {
+        self.masters + self.replicas + self.clients
+    }
+}

@@ -1,0 +1,222 @@
+//! The client workload: what each client does next, over a small key space
+//! so that contention is real.
+
+use std::time::Duration;
+
+use locker_core::Request;
+
+use crate::history::OpKind;
+use crate::rng::SimRng;
+
+/// Keys with short leases: mutual exclusion and fencing.
+pub const MUTEX_KEYS: u64 = 4;
+/// Keys with `max_lease` leases, used for a bounded time: linearizability.
+pub const LIN_KEYS: u64 = 3;
+
+/// What a client believes it holds.
+#[derive(Clone, Debug)]
+pub struct Holding {
+    /// The key.
+    pub key: String,
+    /// Its value (unique per tenure).
+    pub value: String,
+    /// The fencing token.
+    pub token: u64,
+    /// Deadline on the client's own clock (µs).
+    pub deadline_local: u64,
+    /// Index of its window in the history.
+    pub window: usize,
+    /// A linearizability key (held until released or abandoned).
+    pub lin: bool,
+}
+
+/// One client process.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// Index of its client-only node.
+    pub node: usize,
+    /// Outstanding request id, if any.
+    pub pending: Option<u64>,
+    /// Its tenure, if any.
+    pub holding: Option<Holding>,
+    /// Counter for unique values.
+    pub counter: u64,
+    /// The probe stage in the quiet phase (0 none, 1 lock sent, 2 wfr sent, 3 done).
+    pub probe_stage: u8,
+}
+
+/// A chosen operation: the request, where it goes, and how it is recorded.
+pub struct Action {
+    /// The request.
+    pub req: Request,
+    /// The history kind.
+    pub kind: OpKind,
+    /// The key (history name).
+    pub key: String,
+    /// Send to a storing node (remote) instead of the client's own node.
+    pub remote: bool,
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Chooses a client's next operation when it holds nothing.
+pub fn choose_free(
+    rng: &mut SimRng,
+    client: usize,
+    counter: &mut u64,
+    lin_epoch: u64,
+    max_lease_ms: u64,
+) -> Action {
+    *counter += 1;
+    let value = format!("c{client}-{counter}");
+    let mkey = format!("m{}", rng.range(0, MUTEX_KEYS));
+    let lkey = format!("l{lin_epoch}-{}", rng.range(0, LIN_KEYS));
+    let r = rng.range(0, 100);
+    let key = if r < 30 || (60..70).contains(&r) || r >= 70 {
+        mkey
+    } else {
+        lkey
+    };
+    let k = key.as_bytes().to_vec();
+    let (req, kind, remote) = match r {
+        0..=29 => (
+            Request::Lock {
+                key: k,
+                value: value.clone().into_bytes(),
+                lease: ms(rng.range(300, 1_500)),
+                wait: ms(rng.range(0, 800)),
+            },
+            OpKind::Lock(value),
+            false,
+        ),
+        30..=49 => (
+            Request::Lock {
+                key: k,
+                value: value.clone().into_bytes(),
+                lease: ms(max_lease_ms),
+                wait: ms(300),
+            },
+            OpKind::Lock(value),
+            false,
+        ),
+        50..=69 => (
+            Request::Read {
+                key: k,
+                wait: ms(500),
+            },
+            OpKind::Read,
+            false,
+        ),
+        70..=79 => (Request::DirtyRead { key: k }, OpKind::DirtyRead, true),
+        80..=89 => (
+            Request::WaitFor {
+                key: k,
+                timeout: ms(500),
+            },
+            OpKind::WaitFor,
+            true,
+        ),
+        _ => (
+            Request::WaitForRelease {
+                key: k,
+                timeout: ms(1_000),
+            },
+            OpKind::WaitForRelease,
+            true,
+        ),
+    };
+    Action {
+        req,
+        kind,
+        key,
+        remote,
+    }
+}
+
+/// What a holder does next.
+pub enum HolderStep {
+    /// Send this request.
+    Send(Action),
+    /// Write to the fenced resource with its token now.
+    UseToken,
+    /// Pause (a GC pause, say) past its deadline, then use the token anyway.
+    PausePastDeadline,
+}
+
+/// Chooses a holder's next step.
+pub fn choose_held(rng: &mut SimRng, h: &Holding, counter: &mut u64, pause: bool) -> HolderStep {
+    let k = h.key.as_bytes().to_vec();
+    let v = h.value.clone().into_bytes();
+    let r = rng.range(0, 100);
+    if h.lin {
+        *counter += 1;
+        let nv = format!("{}u{}", h.value, counter);
+        return HolderStep::Send(if r < 50 {
+            Action {
+                req: Request::Update {
+                    key: k,
+                    value: v,
+                    new_value: nv.clone().into_bytes(),
+                    wait: ms(300),
+                },
+                kind: OpKind::Update(h.value.clone(), nv),
+                key: h.key.clone(),
+                remote: false,
+            }
+        } else {
+            Action {
+                req: Request::Release {
+                    key: k,
+                    value: v,
+                    token: if r < 75 {
+                        Some(locker_core::Token(h.token))
+                    } else {
+                        None
+                    },
+                    wait: ms(300),
+                },
+                kind: OpKind::Release(h.value.clone()),
+                key: h.key.clone(),
+                remote: false,
+            }
+        });
+    }
+    match r {
+        0..=29 => HolderStep::UseToken,
+        30..=64 => HolderStep::Send(Action {
+            req: Request::Extend {
+                key: k,
+                value: v,
+                lease: ms(rng.range(300, 1_500)),
+                token: if r < 55 {
+                    Some(locker_core::Token(h.token))
+                } else {
+                    None
+                },
+                wait: ms(300),
+            },
+            kind: OpKind::Extend(h.value.clone()),
+            key: h.key.clone(),
+            remote: false,
+        }),
+        65..=94 => HolderStep::Send(Action {
+            req: Request::Release {
+                key: k,
+                value: v,
+                token: if r < 85 {
+                    Some(locker_core::Token(h.token))
+                } else {
+                    None
+                },
+                wait: ms(300),
+            },
+            kind: OpKind::Release(h.value.clone()),
+            key: h.key.clone(),
+            remote: false,
+        }),
+        _ if pause => HolderStep::PausePastDeadline,
+        _ => HolderStep::UseToken,
+    }
+}

@@ -1,0 +1,881 @@
+//! The world: real time, the event queue, the nodes with their clocks, the
+//! network, the faults and the clients. One seed determines a whole run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use locker_core::{
+    Config, Message, Node, NodeId, Output, Reply, Request, RequestId, Response, Time, Token,
+};
+
+use crate::checkers::{self, Report};
+use crate::clock::Clock;
+use crate::faults;
+use crate::history::{Grant, History, Op, OpKind, Window};
+use crate::network::Network;
+use crate::options::SimOptions;
+use crate::rng::SimRng;
+use crate::workload::{self, Client, HolderStep, Holding};
+
+/// Something scheduled at a real instant.
+#[derive(Debug)]
+pub enum Event {
+    /// A message arrives.
+    Deliver {
+        /// Sender index.
+        from: usize,
+        /// Receiver index.
+        to: usize,
+        /// The message.
+        msg: Message,
+    },
+    /// A node's timer (ignored unless `gen` is current).
+    Timer {
+        /// Node index.
+        node: usize,
+        /// Timer generation.
+        gen: u64,
+    },
+    /// A client decides what to do next.
+    ClientWake(usize),
+    /// A client's request reaches a node.
+    Request {
+        /// Node index.
+        node: usize,
+        /// Request id.
+        rid: u64,
+        /// The request.
+        req: Request,
+    },
+    /// A reply reaches its client.
+    ClientReply {
+        /// Request id.
+        rid: u64,
+        /// The answer.
+        reply: Reply,
+    },
+    /// A client gives up waiting for `rid`.
+    ClientTimeout(u64),
+    /// A fault or phase change.
+    Fault(faults::Fault),
+    /// A holder back from a pause writes with its old token.
+    StaleWrite {
+        /// The key.
+        key: String,
+        /// The stale token.
+        token: u64,
+    },
+}
+
+struct Proc {
+    node: Option<Node>,
+    config: Config,
+    clock: Clock,
+    paused_until: u64,
+    timer_gen: u64,
+    timer_at: Option<u64>,
+    persisted: Option<Token>,
+}
+
+struct PendingReq {
+    client: usize,
+    op: usize,
+    send_local: u64,
+    remote_node: Option<usize>,
+}
+
+/// A simulated cluster for one seed.
+pub struct World {
+    /// Options of the run.
+    pub opts: SimOptions,
+    /// The seed.
+    pub seed: u64,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    procs: Vec<Proc>,
+    ids: Vec<NodeId>,
+    net: Network,
+    rng: SimRng,
+    clients: Vec<Client>,
+    requests: BTreeMap<u64, PendingReq>,
+    next_rid: u64,
+    /// The record for the checkers.
+    pub history: History,
+    /// Events processed.
+    pub events: u64,
+    trace: Option<String>,
+    probe_at: u64,
+    end_at: u64,
+    workload_on: bool,
+    resource: BTreeMap<String, u64>,
+    snapshot: Option<checkers::Stores>,
+    invariant_errors: Vec<String>,
+}
+
+/// Real microseconds from seconds.
+pub fn secs(s: f64) -> u64 {
+    (s * 1e6) as u64
+}
+
+impl World {
+    /// Builds the world for `seed`; `trace` records every event as text.
+    pub fn new(seed: u64, opts: SimOptions, trace: bool) -> World {
+        let mut rng = SimRng::new(seed);
+        let n = opts.nodes();
+        let ids: Vec<NodeId> = (0..n).map(|i| NodeId(i as u64 + 1)).collect();
+        let masters = ids[..opts.masters].to_vec();
+        let replicas = ids[opts.masters..opts.masters + opts.replicas].to_vec();
+        let drift = opts.actual_drift();
+        let mut procs = Vec::with_capacity(n);
+        for (i, &id) in ids.iter().enumerate() {
+            let mut config = Config::new(id, masters.clone(), replicas.clone());
+            if let Some(w) = opts.w {
+                config.w = w;
+            }
+            config.allow_unsafe_quorum = opts.unsafe_quorum;
+            config.max_drift = opts.max_drift;
+            config.max_lease = Duration::from_millis(opts.max_lease_ms);
+            config.seed = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            let clock = random_clock(&mut rng, opts.faults.skew, drift);
+            let node = Node::new(config.clone(), clock.local(0)).expect("valid config");
+            procs.push(Proc {
+                node: Some(node),
+                config,
+                clock,
+                paused_until: 0,
+                timer_gen: 0,
+                timer_at: None,
+                persisted: None,
+            });
+        }
+        let net = Network::new(n, opts.faults, &mut rng);
+        let quarantine = procs[0].config.quarantine().as_micros() as u64;
+        let quiet_at = secs(opts.sim_secs);
+        let probe_at = quiet_at
+            + (quarantine as f64 * (1.0 + drift.max(opts.max_drift)) * 1.05) as u64
+            + 1_000_000;
+        let end_at = probe_at + 6_000_000;
+        let clients = (0..opts.clients)
+            .map(|c| Client {
+                node: opts.masters + opts.replicas + c,
+                pending: None,
+                holding: None,
+                counter: 0,
+                probe_stage: 0,
+            })
+            .collect();
+        let mut world = World {
+            opts,
+            seed,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            procs,
+            ids,
+            net,
+            rng,
+            clients,
+            requests: BTreeMap::new(),
+            next_rid: 1,
+            history: History::default(),
+            events: 0,
+            trace: trace.then(String::new),
+            probe_at,
+            end_at,
+            workload_on: true,
+            resource: BTreeMap::new(),
+            snapshot: None,
+            invariant_errors: Vec::new(),
+        };
+        for p in 0..n {
+            world.drain(p);
+        }
+        for c in 0..world.clients.len() {
+            let t = world.rng.range(0, 100_000);
+            world.push(t, Event::ClientWake(c));
+        }
+        let schedule = faults::schedule(&mut world.rng, &world.opts, quiet_at);
+        for (t, f) in schedule {
+            world.push(t, Event::Fault(f));
+        }
+        world.push(quiet_at, Event::Fault(faults::Fault::QuietStart));
+        world.push(probe_at, Event::Fault(faults::Fault::Probe));
+        world.push(probe_at + 1_000_000, Event::Fault(faults::Fault::Snapshot));
+        world
+    }
+
+    fn push(&mut self, at: u64, ev: Event) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), ev);
+    }
+
+    /// Real time now (µs).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Runs to the end and checks the history.
+    pub fn run(mut self) -> RunResult {
+        while let Some(((at, _), ev)) = self.queue.pop_first() {
+            if at > self.end_at {
+                break;
+            }
+            self.now = at;
+            self.events += 1;
+            self.step(ev);
+        }
+        self.now = self.end_at;
+        let stores = self.snapshot.take().unwrap_or_default();
+        let report = checkers::check_all(
+            &self.history,
+            &stores,
+            &self.opts,
+            self.probe_at,
+            &self.invariant_errors,
+        );
+        RunResult {
+            seed: self.seed,
+            report,
+            events: self.events,
+            sim_micros: self.end_at,
+            trace: self.trace.unwrap_or_default(),
+            ops: std::mem::take(&mut self.history.ops),
+        }
+    }
+
+    fn stores(&self) -> checkers::Stores {
+        let mut s = checkers::Stores {
+            w: self.opts.w.unwrap_or(self.opts.masters / 2 + 1),
+            ..checkers::Stores::default()
+        };
+        for (i, p) in self.procs.iter().enumerate() {
+            let Some(node) = &p.node else { continue };
+            let local = p.clock.local(self.now);
+            let entries = node
+                .dirty_entries(local)
+                .into_iter()
+                .map(|(k, e)| {
+                    (
+                        String::from_utf8_lossy(&k).into_owned(),
+                        e.token.0,
+                        e.remaining,
+                    )
+                })
+                .collect();
+            if i < self.opts.masters {
+                s.masters.push(entries);
+            } else if i < self.opts.masters + self.opts.replicas {
+                s.replicas.push(entries);
+            }
+        }
+        s
+    }
+
+    fn trace(&mut self, f: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            let line = f();
+            let _ = writeln!(t, "{:>12} {}", self.now, line);
+        }
+    }
+
+    fn node_of(&self, ev: &Event) -> Option<usize> {
+        match ev {
+            Event::Deliver { to, .. } => Some(*to),
+            Event::Timer { node, .. } | Event::Request { node, .. } => Some(*node),
+            Event::ClientWake(c) => Some(self.clients[*c].node),
+            Event::ClientReply { rid, .. } | Event::ClientTimeout(rid) => {
+                self.requests.get(rid).map(|r| self.clients[r.client].node)
+            }
+            Event::Fault(_) | Event::StaleWrite { .. } => None,
+        }
+    }
+
+    fn step(&mut self, ev: Event) {
+        if let Some(p) = self.node_of(&ev) {
+            let until = self.procs[p].paused_until;
+            if until > self.now {
+                self.push(until, ev);
+                return;
+            }
+        }
+        match ev {
+            Event::Deliver { from, to, msg } => {
+                let from_id = self.ids[from];
+                if self.procs[to].node.is_none() {
+                    return;
+                }
+                if self.trace.is_some() {
+                    let s = format!("deliver {from}->{to} {msg:?}");
+                    self.trace(|| s);
+                }
+                let proc = &mut self.procs[to];
+                let local = proc.clock.local(self.now);
+                let Some(node) = proc.node.as_mut() else {
+                    return;
+                };
+                node.handle_message(local, from_id, msg);
+                self.drain(to);
+            }
+            Event::Timer { node, gen } => {
+                let proc = &mut self.procs[node];
+                if proc.timer_gen != gen {
+                    return;
+                }
+                proc.timer_at = None;
+                let local = proc.clock.local(self.now);
+                let Some(n) = proc.node.as_mut() else { return };
+                n.handle_timeout(local);
+                if self.events.is_multiple_of(256) {
+                    if let Err(e) = n.check_invariants(local) {
+                        self.invariant_errors.push(format!("node {node}: {e}"));
+                    }
+                }
+                self.trace(|| format!("timer {node}"));
+                self.drain(node);
+            }
+            Event::Request { node, rid, req } => {
+                if self.procs[node].node.is_none() {
+                    return;
+                }
+                self.trace(|| format!("request {rid} at {node} {req:?}"));
+                let proc = &mut self.procs[node];
+                let local = proc.clock.local(self.now);
+                let Some(n) = proc.node.as_mut() else { return };
+                n.handle_request(local, RequestId(rid), req);
+                self.drain(node);
+            }
+            Event::ClientWake(c) => self.client_wake(c),
+            Event::ClientReply { rid, reply } => self.client_reply(rid, reply),
+            Event::ClientTimeout(rid) => {
+                if let Some(r) = self.requests.remove(&rid) {
+                    self.trace(|| format!("client {} timeout {rid}", r.client));
+                    self.clients[r.client].pending = None;
+                    self.after_indeterminate(r.client, r.op);
+                    let wake = self.now + 1;
+                    self.push(wake, Event::ClientWake(r.client));
+                }
+            }
+            Event::StaleWrite { key, token } => self.resource_write(key, token),
+            Event::Fault(f) => {
+                self.trace(|| format!("fault {f:?}"));
+                self.apply_fault(f);
+            }
+        }
+    }
+
+    fn drain(&mut self, p: usize) {
+        let now = self.now;
+        while let Some(out) = self.procs[p].node.as_mut().and_then(|n| n.poll_output()) {
+            match out {
+                Output::Send { to, msg } => {
+                    let to = (to.0 - 1) as usize;
+                    for at in self.net.plan(&mut self.rng, now, p, to) {
+                        self.push(
+                            at,
+                            Event::Deliver {
+                                from: p,
+                                to,
+                                msg: msg.clone(),
+                            },
+                        );
+                    }
+                }
+                Output::Reply { id, reply } => {
+                    let rid = id.0;
+                    let Some(r) = self.requests.get(&rid) else {
+                        continue;
+                    };
+                    let client_node = self.clients[r.client].node;
+                    let ats = if p == client_node {
+                        vec![now]
+                    } else {
+                        self.net.plan(&mut self.rng, now, p, client_node)
+                    };
+                    if let Some(&at) = ats.first() {
+                        self.push(at, Event::ClientReply { rid, reply });
+                    }
+                }
+                Output::PersistTokenCeiling(t) => {
+                    if self.opts.persist_ceiling {
+                        self.procs[p].persisted = Some(t);
+                    }
+                }
+            }
+        }
+        let proc = &mut self.procs[p];
+        let Some(node) = proc.node.as_ref() else {
+            return;
+        };
+        let want = node.poll_timeout().map(|t| proc.clock.real_at(t).max(now));
+        if want != proc.timer_at {
+            proc.timer_at = want;
+            proc.timer_gen += 1;
+            if let Some(at) = want {
+                let gen = proc.timer_gen;
+                self.push(at, Event::Timer { node: p, gen });
+            }
+        }
+    }
+
+    fn client_local(&self, c: usize) -> u64 {
+        self.procs[self.clients[c].node]
+            .clock
+            .local(self.now)
+            .as_micros()
+    }
+
+    fn real_of(&self, c: usize, local: u64) -> u64 {
+        self.procs[self.clients[c].node]
+            .clock
+            .real_at(Time::from_micros(local))
+    }
+
+    fn think(&mut self, c: usize) {
+        let mean = self.opts.clients as f64 / self.opts.ops_per_sec.max(0.001) * 1e6;
+        let t = self.now + self.rng.exp(mean) as u64 + 1;
+        self.push(t, Event::ClientWake(c));
+    }
+
+    fn send(&mut self, c: usize, action: workload::Action, probe: bool) {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        let node = if action.remote {
+            self.rng
+                .range(0, (self.opts.masters + self.opts.replicas) as u64) as usize
+        } else {
+            self.clients[c].node
+        };
+        let op = self.history.ops.len();
+        self.history.ops.push(Op {
+            client: c,
+            key: action.key,
+            kind: action.kind,
+            invoke: self.now,
+            ret: None,
+            probe,
+        });
+        let send_local = self.client_local(c);
+        if let Request::Extend { lease, .. } = &action.req {
+            // An extend may shorten the lease on the masters as soon as it
+            // lands: until it answers, the holder assumes the shorter of its
+            // deadline and the new lease's worst case on its own clock.
+            let d = self.opts.max_drift;
+            let worst = send_local + (lease.as_micros() as f64 * (1.0 - d) / (1.0 + d)) as u64;
+            let end = self.real_of(c, worst);
+            if let Some(h) = &mut self.clients[c].holding {
+                h.deadline_local = h.deadline_local.min(worst);
+                let w = &mut self.history.windows[h.window];
+                w.end = w.end.min(end);
+            }
+        }
+        self.requests.insert(
+            rid,
+            PendingReq {
+                client: c,
+                op,
+                send_local,
+                remote_node: action.remote.then_some(node),
+            },
+        );
+        self.clients[c].pending = Some(rid);
+        let at = if action.remote {
+            self.net
+                .plan(&mut self.rng, self.now, self.clients[c].node, node)
+                .first()
+                .copied()
+        } else {
+            Some(self.now)
+        };
+        if let Some(at) = at {
+            self.push(
+                at,
+                Event::Request {
+                    node,
+                    rid,
+                    req: action.req,
+                },
+            );
+        }
+        let timeout = self.now + 5_000_000;
+        self.push(timeout, Event::ClientTimeout(rid));
+    }
+
+    fn client_wake(&mut self, c: usize) {
+        if self.clients[c].pending.is_some() {
+            return;
+        }
+        let local = self.client_local(c);
+        if let Some(h) = &self.clients[c].holding {
+            if local >= h.deadline_local {
+                self.clients[c].holding = None;
+            }
+        }
+        if self.now >= self.probe_at {
+            self.probe_step(c);
+            return;
+        }
+        if !self.workload_on {
+            return;
+        }
+        if let Some(h) = self.clients[c].holding.clone() {
+            let lin_epoch = self.lin_epoch();
+            if h.lin && !h.key.starts_with(&format!("l{lin_epoch}-")) {
+                // The epoch moved on: abandon the key (it expires unchecked).
+                self.end_window(c, self.now);
+                self.clients[c].holding = None;
+            } else {
+                let pause = self.opts.faults.pause && self.net.faulty;
+                let mut counter = self.clients[c].counter;
+                let step = workload::choose_held(&mut self.rng, &h, &mut counter, pause);
+                self.clients[c].counter = counter;
+                match step {
+                    HolderStep::Send(a) => {
+                        if matches!(a.kind, OpKind::Release(_)) {
+                            // A holder stops acting as holder when it asks to release.
+                            self.end_window(c, self.now);
+                        }
+                        self.send(c, a, false);
+                    }
+                    HolderStep::UseToken => {
+                        self.use_token(c);
+                        self.think(c);
+                    }
+                    HolderStep::PausePastDeadline => {
+                        let wake = self.real_of(c, h.deadline_local) + 500_000;
+                        self.end_window(c, self.now);
+                        self.clients[c].holding = None;
+                        self.history.fenced_rejections += 0;
+                        let key = h.key.clone();
+                        self.trace(|| format!("client {c} pauses past deadline on {key}"));
+                        // After the pause it writes with its stale token; the resource must reject it if a newer token was used.
+                        self.stale_write_at(c, wake, h);
+                    }
+                }
+                return;
+            }
+        }
+        let mut counter = self.clients[c].counter;
+        let epoch = self.lin_epoch();
+        let a = workload::choose_free(
+            &mut self.rng,
+            c,
+            &mut counter,
+            epoch,
+            self.opts.max_lease_ms,
+        );
+        self.clients[c].counter = counter;
+        self.send(c, a, false);
+    }
+
+    fn lin_epoch(&self) -> u64 {
+        self.now / (self.opts.max_lease_ms * 400).max(1)
+    }
+
+    fn stale_write_at(&mut self, c: usize, at: u64, h: Holding) {
+        // Modelled at decision time with the resource state at `at`: the
+        // resource's highest token for the key is read when the write lands.
+        self.push(
+            at,
+            Event::StaleWrite {
+                key: h.key,
+                token: h.token,
+            },
+        );
+        self.push(at, Event::ClientWake(c));
+    }
+
+    fn use_token(&mut self, c: usize) {
+        if let Some(h) = &self.clients[c].holding {
+            let key = h.key.clone();
+            let token = h.token;
+            self.resource_write(key, token);
+        }
+    }
+
+    fn resource_write(&mut self, key: String, token: u64) {
+        let highest = self.resource.entry(key).or_insert(0);
+        if token < *highest {
+            self.history.fenced_rejections += 1;
+        } else {
+            *highest = token;
+        }
+    }
+
+    fn end_window(&mut self, c: usize, at: u64) {
+        if let Some(h) = &self.clients[c].holding {
+            let w = &mut self.history.windows[h.window];
+            w.end = w.end.min(at);
+        }
+    }
+
+    fn after_indeterminate(&mut self, c: usize, op: usize) {
+        // An update or release of unknown outcome: the holder no longer knows
+        // its value, so it abandons the tenure.
+        if matches!(
+            self.history.ops[op].kind,
+            OpKind::Update(..) | OpKind::Release(_)
+        ) {
+            self.end_window(c, self.now);
+            self.clients[c].holding = None;
+        }
+    }
+
+    fn client_reply(&mut self, rid: u64, reply: Reply) {
+        let Some(r) = self.requests.remove(&rid) else {
+            return;
+        };
+        let c = r.client;
+        self.clients[c].pending = None;
+        self.trace(|| format!("client {c} reply {rid} {reply:?}"));
+        let op = r.op;
+        self.history.ops[op].ret = Some((self.now, reply.clone()));
+        let _ = r.remote_node;
+        let kind = self.history.ops[op].kind.clone();
+        let key = self.history.ops[op].key.clone();
+        match (&kind, &reply) {
+            (OpKind::Lock(v), Ok(Response::Locked(lease))) => {
+                let deadline_local = r.send_local + lease.validity.as_micros() as u64;
+                let end = self.real_of(c, deadline_local);
+                self.history.grants.push(Grant {
+                    key: key.clone(),
+                    token: lease.token.0,
+                    invoke: self.history.ops[op].invoke,
+                    ret: self.now,
+                });
+                let window = self.history.windows.len();
+                self.history.windows.push(Window {
+                    key: key.clone(),
+                    client: c,
+                    token: lease.token.0,
+                    start: self.now,
+                    end,
+                });
+                if !self.history.ops[op].probe {
+                    self.clients[c].holding = Some(Holding {
+                        lin: key.starts_with('l'),
+                        key,
+                        value: v.clone(),
+                        token: lease.token.0,
+                        deadline_local,
+                        window,
+                    });
+                    self.use_token(c);
+                }
+            }
+            (OpKind::Extend(_), Ok(Response::Extended(lease))) => {
+                let deadline_local = r.send_local + lease.validity.as_micros() as u64;
+                let end = self.real_of(c, deadline_local);
+                if let Some(h) = &mut self.clients[c].holding {
+                    h.deadline_local = deadline_local;
+                    let w = &mut self.history.windows[h.window];
+                    w.end = end;
+                }
+            }
+            (OpKind::Update(_, nv), Ok(Response::Updated { .. })) => {
+                if let Some(h) = &mut self.clients[c].holding {
+                    h.value = nv.clone();
+                }
+            }
+            (OpKind::Release(_), _) => {
+                self.clients[c].holding = None;
+            }
+            (_, Err(e)) if !matches!(e.code(), "held" | "not_owner" | "not_found") => {
+                self.after_indeterminate(c, op);
+            }
+            (OpKind::Update(..), Err(_)) => {
+                self.end_window(c, self.now);
+                self.clients[c].holding = None;
+            }
+            _ => {}
+        }
+        if self.clients[c].probe_stage > 0 {
+            let t = self.now + 1;
+            self.push(t, Event::ClientWake(c));
+        } else {
+            self.think(c);
+        }
+    }
+
+    fn probe_step(&mut self, c: usize) {
+        let stage = self.clients[c].probe_stage;
+        let key = format!("probe{c}");
+        let action = match stage {
+            0 => workload::Action {
+                req: Request::Lock {
+                    key: format!("keep{c}").into_bytes(),
+                    value: format!("keep{c}").into_bytes(),
+                    lease: Duration::from_millis(self.opts.max_lease_ms),
+                    wait: Duration::from_millis(0),
+                },
+                kind: OpKind::Lock(format!("keep{c}")),
+                key: format!("keep{c}"),
+                remote: false,
+            },
+            1 => workload::Action {
+                req: Request::Lock {
+                    key: key.clone().into_bytes(),
+                    value: format!("probe{c}").into_bytes(),
+                    lease: Duration::from_millis(1_000),
+                    wait: Duration::from_millis(3_000),
+                },
+                kind: OpKind::Lock(format!("probe{c}")),
+                key,
+                remote: false,
+            },
+            2 => workload::Action {
+                req: Request::WaitForRelease {
+                    key: key.clone().into_bytes(),
+                    timeout: Duration::from_millis(4_000),
+                },
+                kind: OpKind::WaitForRelease,
+                key,
+                remote: true,
+            },
+            _ => return,
+        };
+        self.clients[c].probe_stage = stage + 1;
+        self.send(c, action, true);
+    }
+
+    fn apply_fault(&mut self, f: faults::Fault) {
+        use faults::Fault;
+        match f {
+            Fault::Split(a, b) => self.net.split(&a, &b),
+            Fault::Cut(links) => {
+                for l in links {
+                    self.net.cut.insert(l);
+                }
+            }
+            Fault::Heal => {
+                self.net.heal();
+                self.isolate_forever();
+            }
+            Fault::Crash(p) => {
+                let proc = &mut self.procs[p];
+                if proc.node.take().is_some() {
+                    proc.timer_gen += 1;
+                    proc.timer_at = None;
+                }
+            }
+            Fault::Restart(p) => self.restart(p),
+            Fault::Pause(p, d) => {
+                let until = self.now + d;
+                let proc = &mut self.procs[p];
+                proc.paused_until = proc.paused_until.max(until);
+            }
+            Fault::CrashAllMasters => {
+                for p in 0..self.opts.masters {
+                    self.apply_fault(Fault::Crash(p));
+                }
+                let at = self.now + 200_000;
+                for p in 0..self.opts.masters {
+                    self.push(at, Event::Fault(Fault::Restart(p)));
+                }
+            }
+            Fault::QuietStart => {
+                self.net.faulty = false;
+                if self.opts.heal_in_quiet {
+                    self.net.heal();
+                }
+                self.isolate_forever();
+                for p in 0..self.procs.len() {
+                    self.procs[p].paused_until = self.procs[p].paused_until.min(self.now);
+                    if self.procs[p].node.is_none() {
+                        self.restart(p);
+                    }
+                }
+            }
+            Fault::Snapshot => self.snapshot = Some(self.stores()),
+            Fault::Probe => {
+                self.workload_on = false;
+                for c in 0..self.clients.len() {
+                    // A client stops waiting for its last operation (its
+                    // outcome stays unknown) and starts the probe.
+                    if let Some(rid) = self.clients[c].pending.take() {
+                        self.requests.remove(&rid);
+                    }
+                    self.push(self.now, Event::ClientWake(c));
+                }
+            }
+        }
+    }
+
+    fn isolate_forever(&mut self) {
+        let iso = self.opts.isolate_forever.clone();
+        if iso.is_empty() {
+            return;
+        }
+        let rest: Vec<usize> = (0..self.procs.len()).filter(|p| !iso.contains(p)).collect();
+        self.net.split(&iso, &rest);
+    }
+
+    fn restart(&mut self, p: usize) {
+        if self.procs[p].node.is_some() {
+            return;
+        }
+        let skew = self.opts.faults.skew;
+        let drift = self.opts.actual_drift();
+        // A reboot starts a fresh monotonic clock: a jump in offset.
+        let mut clock = random_clock(&mut self.rng, skew, drift);
+        let old = self.procs[p].clock;
+        clock.rate = old.rate;
+        clock.offset = if skew {
+            self.rng.range(0, 1 << 40)
+        } else {
+            old.offset
+        };
+        // Keep local(now) consistent with a fresh origin.
+        let proc = &mut self.procs[p];
+        proc.clock = clock;
+        let local = proc.clock.local(self.now);
+        let ceiling = if self.opts.persist_ceiling {
+            proc.persisted
+        } else {
+            None
+        };
+        let node = if self.opts.quarantine {
+            Node::restarted(proc.config.clone(), local, ceiling)
+        } else {
+            Node::new(proc.config.clone(), local)
+        };
+        proc.node = Some(node.expect("valid config"));
+        self.trace(|| format!("restart {p}"));
+        self.drain(p);
+    }
+}
+
+fn random_clock(rng: &mut SimRng, skew: bool, drift: f64) -> Clock {
+    if !skew {
+        return Clock {
+            offset: 1_000_000,
+            rate: 0.0,
+        };
+    }
+    Clock {
+        offset: rng.range(1_000_000, 1 << 40),
+        rate: (rng.unit() * 2.0 - 1.0) * drift,
+    }
+}
+
+/// The outcome of one run.
+pub struct RunResult {
+    /// The seed.
+    pub seed: u64,
+    /// What the checkers found.
+    pub report: Report,
+    /// Events processed.
+    pub events: u64,
+    /// Simulated real time, in microseconds.
+    pub sim_micros: u64,
+    /// The event trace, if asked for.
+    pub trace: String,
+    /// Every operation (for outcome counts).
+    pub ops: Vec<Op>,
+}
+
+/// Runs one seed to the end.
+pub fn run(seed: u64, opts: &SimOptions, trace: bool) -> RunResult {
+    World::new(seed, opts.clone(), trace).run()
+}
