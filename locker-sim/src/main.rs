@@ -76,6 +76,9 @@ struct SimArgs {
     /// Operations per simulated second, over all clients.
     #[arg(long, default_value_t = 300.0)]
     ops_per_sec: f64,
+    /// The cluster's max_lease in milliseconds (quarantine scales with it).
+    #[arg(long, default_value_t = 10_000)]
+    max_lease_ms: u64,
     /// Drop the token ceiling on crashes.
     #[arg(long)]
     no_ceiling: bool,
@@ -99,6 +102,9 @@ impl SimArgs {
                 ));
             }
         }
+        if self.max_lease_ms == 0 {
+            return Err("--max-lease-ms must be positive".into());
+        }
         if !(0.0..0.1).contains(&self.max_drift) {
             return Err("--max-drift must be in [0, 0.1)".into());
         }
@@ -113,6 +119,7 @@ impl SimArgs {
             drift: self.drift,
             sim_secs: self.sim_secs,
             ops_per_sec: self.ops_per_sec,
+            max_lease_ms: self.max_lease_ms,
             persist_ceiling: !self.no_ceiling,
             quarantine: !self.no_quarantine,
             ..SimOptions::default()
@@ -121,8 +128,8 @@ impl SimArgs {
 
     fn replay_flags(&self) -> String {
         let mut s = format!(
-            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {}",
-            self.masters, self.replicas, self.clients, self.faults, self.max_drift, self.sim_secs, self.ops_per_sec
+            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {} --max-lease-ms {}",
+            self.masters, self.replicas, self.clients, self.faults, self.max_drift, self.sim_secs, self.ops_per_sec, self.max_lease_ms
         );
         if let Some(w) = self.w {
             s += &format!(" --w {w}");

@@ -85,7 +85,7 @@ pub fn choose_free(
             Request::Lock {
                 key: k,
                 value: value.clone().into_bytes(),
-                lease: ms(rng.range(300, 1_500)),
+                lease: ms(rng.range(300, 1_500).min(max_lease_ms)),
                 wait: ms(rng.range(0, 800)),
             },
             OpKind::Lock(value),
@@ -146,7 +146,14 @@ pub enum HolderStep {
 }
 
 /// Chooses a holder's next step.
-pub fn choose_held(rng: &mut SimRng, h: &Holding, counter: &mut u64, pause: bool) -> HolderStep {
+/// Leases are capped at `max_lease_ms`.
+pub fn choose_held(
+    rng: &mut SimRng,
+    h: &Holding,
+    counter: &mut u64,
+    pause: bool,
+    max_lease_ms: u64,
+) -> HolderStep {
     let k = h.key.as_bytes().to_vec();
     let v = h.value.clone().into_bytes();
     let r = rng.range(0, 100);
@@ -189,7 +196,7 @@ pub fn choose_held(rng: &mut SimRng, h: &Holding, counter: &mut u64, pause: bool
             req: Request::Extend {
                 key: k,
                 value: v,
-                lease: ms(rng.range(300, 1_500)),
+                lease: ms(rng.range(300, 1_500).min(max_lease_ms)),
                 token: if r < 55 {
                     Some(locker_core::Token(h.token))
                 } else {

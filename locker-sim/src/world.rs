@@ -528,7 +528,13 @@ impl World {
             } else {
                 let pause = self.opts.faults.pause && self.net.faulty;
                 let mut counter = self.clients[c].counter;
-                let step = workload::choose_held(&mut self.rng, &h, &mut counter, pause);
+                let step = workload::choose_held(
+                    &mut self.rng,
+                    &h,
+                    &mut counter,
+                    pause,
+                    self.opts.max_lease_ms,
+                );
                 self.clients[c].counter = counter;
                 match step {
                     HolderStep::Send(a) => {
@@ -717,7 +723,7 @@ impl World {
                 req: Request::Lock {
                     key: key.clone().into_bytes(),
                     value: format!("probe{c}").into_bytes(),
-                    lease: Duration::from_millis(1_000),
+                    lease: Duration::from_millis(1_000.min(self.opts.max_lease_ms)),
                     wait: Duration::from_millis(3_000),
                 },
                 kind: OpKind::Lock(format!("probe{c}")),
