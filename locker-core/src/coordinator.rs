@@ -395,7 +395,16 @@ impl Node {
                     return self.evaluate_read(now, id, op);
                 }
                 let acks = votes.iter().filter(|(_, o)| o.is_ok()).count();
-                if acks >= w {
+                // For a release, a master with no live entry is as good as
+                // one that deleted it, once some master confirms the tenure.
+                let gone = match op.kind {
+                    OpKind::Release { .. } if acks > 0 => votes
+                        .iter()
+                        .filter(|(_, o)| *o == Err(Refusal::Missing))
+                        .count(),
+                    _ => 0,
+                };
+                if acks + gone >= w {
                     self.succeed(now, id, op);
                 } else if votes.len() - acks > n - w {
                     self.fail_attempt(now, id, op);
@@ -588,6 +597,18 @@ impl Node {
             count(Refusal::Missing),
         );
         let is_lock = matches!(op.kind, OpKind::Lock { .. });
+        // A one-round extend or release that some masters applied cannot be
+        // reported as a clean failure: its effect is partly there.
+        let applied = matches!(op.phase, Phase::Round { .. })
+            && !matches!(op.kind, OpKind::Read { .. })
+            && votes.iter().any(|(_, o)| o.is_ok());
+        if applied && mismatch + missing > n - w {
+            let token = match op.kind {
+                OpKind::Extend { token, .. } | OpKind::Release { token, .. } => token,
+                _ => None,
+            };
+            return (OpError::Unconfirmed { token }, true);
+        }
         // A lock waits for the holder to go; a holder's operation that a
         // quorum can never accept is answered at once.
         if !is_lock && mismatch + missing > n - w {
