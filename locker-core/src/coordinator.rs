@@ -619,12 +619,11 @@ impl Node {
             };
             return (error, true);
         }
+        // A minority that disagrees (masters that missed a write) proves
+        // nothing about the key: only a blocking majority above may answer
+        // not_owner or not_found.
         let error = if held > 0 {
             OpError::Held
-        } else if mismatch > 0 {
-            OpError::NotOwner
-        } else if missing > 0 {
-            OpError::NotFound
         } else if count(Refusal::Recovering) > 0 {
             OpError::Recovering
         } else {
