@@ -179,6 +179,8 @@ pub(crate) struct Op {
     timer: Time,
     /// What went wrong last, answered if the wait runs out.
     failure: OpError,
+    /// An earlier one-round attempt was applied by some masters.
+    partly_applied: bool,
 }
 
 #[derive(Default)]
@@ -274,6 +276,7 @@ impl Node {
             phase: Phase::Backoff,
             timer: now,
             failure: OpError::NoQuorum,
+            partly_applied: false,
         };
         let id = self.new_op_id();
         self.begin_attempt(now, id, op);
@@ -551,8 +554,20 @@ impl Node {
 
     /// Ends an attempt that cannot succeed: answers for good, or backs off
     /// and tries again while the wait allows.
+    /// Whether this attempt or an earlier one of a one-round extend or
+    /// release was applied somewhere: then no refusal can be answered as a
+    /// clean failure (the refusals may be the effect of our own write).
+    fn partly_applied(&self, op: &Op) -> bool {
+        let acked = match &op.phase {
+            Phase::Round { votes, .. } => votes.iter().any(|(_, o)| o.is_ok()),
+            _ => false,
+        };
+        !matches!(op.kind, OpKind::Read { .. }) && (op.partly_applied || acked)
+    }
+
     fn fail_attempt(&mut self, now: Time, id: OpId, mut op: Op) {
         self.abort_promises(id, &op);
+        op.partly_applied = self.partly_applied(&op);
         let (error, definitive) = self.classify(&op);
         if definitive {
             return self.finish(now, id, op, Err(error));
@@ -599,15 +614,12 @@ impl Node {
         let is_lock = matches!(op.kind, OpKind::Lock { .. });
         // A one-round extend or release that some masters applied cannot be
         // reported as a clean failure: its effect is partly there.
-        let applied = matches!(op.phase, Phase::Round { .. })
-            && !matches!(op.kind, OpKind::Read { .. })
-            && votes.iter().any(|(_, o)| o.is_ok());
-        if applied && mismatch + missing > n - w {
+        if self.partly_applied(op) {
             let token = match op.kind {
                 OpKind::Extend { token, .. } | OpKind::Release { token, .. } => token,
                 _ => None,
             };
-            return (OpError::Unconfirmed { token }, true);
+            return (OpError::Unconfirmed { token }, mismatch + missing > n - w);
         }
         // A lock waits for the holder to go; a holder's operation that a
         // quorum can never accept is answered at once.
