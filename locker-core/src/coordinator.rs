@@ -342,6 +342,11 @@ impl Node {
                     self.coordinator.insert(id, op);
                     return;
                 }
+                if matches!(outcome, Ok(Ack::Granted(_))) {
+                    // A duplicated grant is no acknowledgement of the commit.
+                    self.coordinator.insert(id, op);
+                    return;
+                }
                 votes
             }
             Phase::Backoff => {
@@ -694,5 +699,106 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::node::Output;
+
+    fn client() -> Node {
+        let masters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        Node::new(Config::new(NodeId(9), masters, vec![]), Time::ZERO).unwrap()
+    }
+
+    fn drain(node: &mut Node) -> Vec<Output> {
+        core::iter::from_fn(|| node.poll_output()).collect()
+    }
+
+    fn grant() -> Outcome {
+        Ok(Ack::Granted(Grant {
+            highest: Token(0),
+            entry: None,
+        }))
+    }
+
+    /// Found by the simulator (fencing, seed 180): a grant delivered twice
+    /// arrived during the commit phase and was counted as a commit ack, so a
+    /// lock succeeded with fewer than `w` masters storing it.
+    #[test]
+    fn a_duplicated_grant_is_not_a_commit_ack() {
+        let mut node = client();
+        let now = Time::from_millis(1);
+        let lock = Request::Lock {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            lease: Duration::from_secs(10),
+            wait: Duration::ZERO,
+        };
+        node.handle_request(now, RequestId(1), lock);
+        let op = match &drain(&mut node)[0] {
+            Output::Send {
+                msg: Message::Prepare { op, .. },
+                ..
+            } => *op,
+            other => panic!("expected a prepare, got {other:?}"),
+        };
+        node.handle_message(
+            now,
+            NodeId(1),
+            Message::Reply {
+                op,
+                outcome: grant(),
+            },
+        );
+        node.handle_message(
+            now,
+            NodeId(2),
+            Message::Reply {
+                op,
+                outcome: grant(),
+            },
+        );
+        let commits = drain(&mut node);
+        assert!(commits.iter().all(|o| matches!(
+            o,
+            Output::Send {
+                msg: Message::Commit { .. },
+                ..
+            }
+        )));
+        // The duplicate of master 1's grant, then master 2's real ack.
+        node.handle_message(
+            now,
+            NodeId(1),
+            Message::Reply {
+                op,
+                outcome: grant(),
+            },
+        );
+        let done = Ok(Ack::Done);
+        node.handle_message(
+            now,
+            NodeId(2),
+            Message::Reply {
+                op,
+                outcome: done.clone(),
+            },
+        );
+        assert!(
+            drain(&mut node).is_empty(),
+            "one ack must not complete a lock with w = 2"
+        );
+        node.handle_message(now, NodeId(1), Message::Reply { op, outcome: done });
+        let replies = drain(&mut node);
+        assert!(matches!(
+            replies.as_slice(),
+            [Output::Reply {
+                reply: Ok(Response::Locked(_)),
+                ..
+            }]
+        ));
     }
 }
