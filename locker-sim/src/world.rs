@@ -674,9 +674,16 @@ impl World {
                 let deadline_local = r.send_local + lease.validity.as_micros() as u64;
                 let end = self.real_of(c, deadline_local);
                 if let Some(h) = &mut self.clients[c].holding {
-                    h.deadline_local = deadline_local;
                     let w = &mut self.history.windows[h.window];
-                    w.end = end;
+                    if w.end <= self.now {
+                        // The reply came after the holder's validity ran
+                        // out: it has already acted as if it lost the key,
+                        // and a lost tenure is never taken up again.
+                        self.clients[c].holding = None;
+                    } else {
+                        h.deadline_local = deadline_local;
+                        w.end = end;
+                    }
                 }
             }
             (OpKind::Update(_, nv), Ok(Response::Updated { .. })) => {
