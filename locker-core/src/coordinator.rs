@@ -584,6 +584,13 @@ impl Node {
             self.reply(op.request, Err(error));
             return;
         }
+        // A master that never answered this attempt may have applied it:
+        // whatever later attempts see, the outcome is no longer clean.
+        if let (Phase::Round { votes, .. }, false) =
+            (&op.phase, matches!(op.kind, OpKind::Read { .. }))
+        {
+            op.partly_applied |= votes.len() < self.config.masters.len();
+        }
         op.failure = error;
         op.attempt = op.attempt.saturating_add(1);
         op.phase = Phase::Backoff;
