@@ -380,6 +380,7 @@ impl Node {
                 votes,
                 granted,
                 token,
+                resent,
                 ..
             } => {
                 let acks = votes.iter().filter(|(_, o)| o.is_ok()).count();
@@ -387,8 +388,10 @@ impl Node {
                 if acks >= w {
                     self.succeed(now, id, op);
                 } else if granted.len() - refusals < w {
-                    if acks == 0 && refusals == granted.len() {
-                        // Every master refused: nothing was written.
+                    // Every master refused the first sending: nothing was
+                    // written. A refusal of a resent commit proves nothing:
+                    // the first may have been applied and then overwritten.
+                    if acks == 0 && refusals == granted.len() && !*resent {
                         self.fail_attempt(now, id, op);
                     } else {
                         let token = Some(*token);
