@@ -33,6 +33,7 @@ pub mod history;
 pub mod network;
 pub mod options;
 pub mod rng;
+pub mod schedule;
 pub mod workload;
 pub mod world;
 
