@@ -342,8 +342,13 @@ impl Node {
                     self.coordinator.insert(id, op);
                     return;
                 }
-                if matches!(outcome, Ok(Ack::Granted(_))) {
-                    // A duplicated grant is no acknowledgement of the commit.
+                // A duplicated grant is no acknowledgement of the commit, and
+                // a refusal other than NoPromise may answer a duplicated
+                // prepare (which a master judges against the value the commit
+                // already wrote): only Done and NoPromise surely answer the
+                // commit. Anything else waits for the timer, and ends as
+                // unconfirmed if no acknowledgement comes.
+                if !matches!(outcome, Ok(Ack::Done) | Err(Refusal::NoPromise)) {
                     self.coordinator.insert(id, op);
                     return;
                 }

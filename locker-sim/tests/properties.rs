@@ -13,6 +13,16 @@ fn cases() -> u32 {
         .unwrap_or(200)
 }
 
+/// The cases are drawn from a fixed seed, so that a run of the test suite is
+/// reproducible; set `LOCKER_SIM_PROPTEST_SEED` to explore other cases.
+fn rng_seed() -> proptest::test_runner::RngSeed {
+    let seed = std::env::var("LOCKER_SIM_PROPTEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x10c4e7);
+    proptest::test_runner::RngSeed::Fixed(seed)
+}
+
 fn fault_list(f: &Faults) -> String {
     let names = [
         (f.loss, "loss"),
@@ -72,7 +82,7 @@ fn replay(seed: u64, o: &SimOptions) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, rng_seed: rng_seed(), ..ProptestConfig::default() })]
 
     /// Safe configurations never violate mutual exclusion, fencing,
     /// linearizability, convergence, liveness or the nodes' invariants,
