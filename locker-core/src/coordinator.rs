@@ -589,6 +589,12 @@ impl Node {
         self.coordinator.retire(id, op.kind.key().to_vec(), until);
         let backoff = self.backoff(op.attempt);
         if now + backoff > op.deadline {
+            // An attempt that heard nothing says less than an earlier one
+            // that was refused for a reason (a lock told `held`).
+            let error = match error {
+                OpError::NoQuorum => op.failure,
+                other => other,
+            };
             self.reply(op.request, Err(error));
             return;
         }
