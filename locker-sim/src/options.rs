@@ -24,6 +24,23 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// One fault kind per bit, in the order of the fields (bit 0: loss,
+    /// ..., bit 7: skew); how fuzzers and property tests pick a fault set.
+    pub fn from_bits(bits: u8) -> Faults {
+        Faults {
+            loss: bits & 1 != 0,
+            dup: bits & 2 != 0,
+            reorder: bits & 4 != 0,
+            delay: bits & 8 != 0,
+            partition: bits & 16 != 0,
+            crash: bits & 32 != 0,
+            pause: bits & 64 != 0,
+            skew: bits & 128 != 0,
+        }
+    }
+}
+
+impl Faults {
     /// Every fault on.
     pub fn all() -> Faults {
         Faults {

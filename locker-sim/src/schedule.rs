@@ -22,21 +22,11 @@ struct Shape {
 /// The seed and options that `bytes` describe.
 pub fn from_bytes(bytes: &[u8]) -> arbitrary::Result<(u64, SimOptions)> {
     let s = Shape::arbitrary_take_rest(Unstructured::new(bytes))?;
-    let f = s.faults;
     let options = SimOptions {
         masters: 1 + (s.masters % 5) as usize,
         replicas: (s.replicas % 3) as usize,
         clients: 1 + (s.clients % 3) as usize,
-        faults: Faults {
-            loss: f & 1 != 0,
-            dup: f & 2 != 0,
-            reorder: f & 4 != 0,
-            delay: f & 8 != 0,
-            partition: f & 16 != 0,
-            crash: f & 32 != 0,
-            pause: f & 64 != 0,
-            skew: f & 128 != 0,
-        },
+        faults: Faults::from_bits(s.faults),
         // Within the configured bound (0.1%).
         drift: Some(0.001 * (s.drift_permille % 101) as f64 / 100.0),
         sim_secs: 0.2 + (s.tenths_of_secs % 8) as f64 / 10.0,

@@ -44,16 +44,7 @@ fn fault_list(f: &Faults) -> String {
 
 prop_compose! {
     fn faults()(bits in 0u8..=255) -> Faults {
-        Faults {
-            loss: bits & 1 != 0,
-            dup: bits & 2 != 0,
-            reorder: bits & 4 != 0,
-            delay: bits & 8 != 0,
-            partition: bits & 16 != 0,
-            crash: bits & 32 != 0,
-            pause: bits & 64 != 0,
-            skew: bits & 128 != 0,
-        }
+        Faults::from_bits(bits)
     }
 }
 
