@@ -57,6 +57,21 @@ pub struct Action {
     pub remote: bool,
 }
 
+/// The holder's release, by token or (the wooga form) by value alone.
+fn release(h: &Holding, key: Vec<u8>, value: Vec<u8>, with_token: bool) -> Action {
+    Action {
+        req: Request::Release {
+            key,
+            value,
+            token: with_token.then_some(locker_core::Token(h.token)),
+            wait: ms(300),
+        },
+        kind: OpKind::Release(h.value.clone()),
+        key: h.key.clone(),
+        remote: false,
+    }
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -173,21 +188,7 @@ pub fn choose_held(
                 remote: false,
             }
         } else {
-            Action {
-                req: Request::Release {
-                    key: k,
-                    value: v,
-                    token: if r < 75 {
-                        Some(locker_core::Token(h.token))
-                    } else {
-                        None
-                    },
-                    wait: ms(300),
-                },
-                kind: OpKind::Release(h.value.clone()),
-                key: h.key.clone(),
-                remote: false,
-            }
+            release(h, k, v, r < 75)
         });
     }
     match r {
@@ -208,21 +209,7 @@ pub fn choose_held(
             key: h.key.clone(),
             remote: false,
         }),
-        65..=94 => HolderStep::Send(Action {
-            req: Request::Release {
-                key: k,
-                value: v,
-                token: if r < 85 {
-                    Some(locker_core::Token(h.token))
-                } else {
-                    None
-                },
-                wait: ms(300),
-            },
-            kind: OpKind::Release(h.value.clone()),
-            key: h.key.clone(),
-            remote: false,
-        }),
+        65..=94 => HolderStep::Send(release(h, k, v, r < 85)),
         _ if pause => HolderStep::PausePastDeadline,
         _ => HolderStep::UseToken,
     }
