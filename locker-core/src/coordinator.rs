@@ -638,18 +638,23 @@ impl Node {
             count(Refusal::Missing),
         );
         let is_lock = matches!(op.kind, OpKind::Lock { .. });
-        // A one-round extend or release that some masters applied cannot be
-        // reported as a clean failure: its effect is partly there.
-        if self.partly_applied(op) {
+        let blocked = mismatch + missing > n - w;
+        // A one-round release that some masters applied cannot be reported
+        // as a clean failure: its effect is partly there, and the refusals
+        // may be that effect. An extend keeps the entry and its token, so
+        // its own effect never shows as a refusal: a blocking majority that
+        // refuses it proves the lease is not held at a quorum, which is the
+        // answer a holder must act on (the stray extended copy expires).
+        if self.partly_applied(op) && !(blocked && matches!(op.kind, OpKind::Extend { .. })) {
             let token = match op.kind {
                 OpKind::Extend { token, .. } | OpKind::Release { token, .. } => token,
                 _ => None,
             };
-            return (OpError::Unconfirmed { token }, mismatch + missing > n - w);
+            return (OpError::Unconfirmed { token }, blocked);
         }
         // A lock waits for the holder to go; a holder's operation that a
         // quorum can never accept is answered at once.
-        if !is_lock && mismatch + missing > n - w {
+        if !is_lock && blocked {
             let error = if mismatch >= missing {
                 OpError::NotOwner
             } else {

@@ -743,3 +743,31 @@ fn tokens_stay_monotonic_when_a_minority_restarts_without_a_ceiling() {
     let next = c.locked(2, "fresh", "v", secs(1));
     assert!(next.token > last, "{:?} after {last:?}", next.token);
 }
+
+#[test]
+fn a_stale_extend_refused_by_a_majority_is_not_owner_even_where_it_installed() {
+    let mut c = Cluster::masters(3);
+    let old = c.locked(1, "k", "v1", secs(1));
+    c.run_for(secs(2));
+    c.isolate(3);
+    let new = c.locked(1, "k", "v2", secs(10));
+    c.heal();
+    assert_eq!(c.local_value(3, "k"), None, "master 3 missed the new lock");
+    // Master 3 lacks the entry and installs the stale extension; the other
+    // two hold a newer token. Master 2's first answer is lost, so the first
+    // attempt sees an install and no blocking majority, and the retry sees
+    // its own install again. The lease is not held at a quorum.
+    let dropped = Rc::new(RefCell::new(false));
+    let once = dropped.clone();
+    c.drop_when(move |from, to, msg| {
+        let hit = from == NodeId(2) && to == NodeId(1) && matches!(msg, Message::Reply { .. });
+        hit && !once.replace(true)
+    });
+    let r = c.extend(1, "k", "v1", secs(10), Some(old.token));
+    assert!(is_err(&r, &OpError::NotOwner), "{r:?}");
+    let r = c.read(2, "k");
+    assert!(
+        matches!(&r, Ok(Response::Value(Some(e))) if e.token == new.token),
+        "{r:?}"
+    );
+}
