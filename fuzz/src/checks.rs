@@ -297,8 +297,11 @@ pub enum MsgIn {
     Read(OpIn, KeyIn),
     /// `Message::Reply`.
     Reply(OpIn, OutcomeIn),
-    /// `Message::Replicate`.
-    Replicate(Vec<(KeyIn, EntryIn, bool)>),
+    /// `Message::Replicate`: stream and seq from small ranges, so that
+    /// in-order, late and gap batches all occur.
+    Replicate(u8, u8, bool, Vec<(KeyIn, EntryIn, bool)>),
+    /// `Message::ReplicateMark`.
+    ReplicateMark(u8, u8),
     /// `Message::SyncRequest`.
     SyncRequest,
     /// `Message::Membership`.
@@ -436,7 +439,10 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
                 OutcomeIn::Refused(r) => Err(REFUSALS[*r as usize % REFUSALS.len()]),
             },
         },
-        MsgIn::Replicate(es) => Message::Replicate {
+        MsgIn::Replicate(stream, seq, snapshot, es) => Message::Replicate {
+            stream: *stream as u64 % 3,
+            seq: *seq as u64,
+            snapshot: *snapshot,
             entries: es
                 .iter()
                 .map(|(k, e, d)| Replicated {
@@ -445,6 +451,10 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
                     deleted: *d,
                 })
                 .collect(),
+        },
+        MsgIn::ReplicateMark(stream, sent) => Message::ReplicateMark {
+            stream: *stream as u64 % 3,
+            sent: *sent as u64,
         },
         MsgIn::SyncRequest => Message::SyncRequest,
         MsgIn::Membership(epoch, m, r, w) => Message::Membership {

@@ -111,6 +111,7 @@ impl Node {
         self.config.replicas = replicas;
         self.config.w = w;
         self.role = self.config.role();
+        self.replication_roles_changed(now);
         if self.role == before {
             return;
         }
@@ -121,7 +122,6 @@ impl Node {
             }
             Role::Replica => {
                 self.promises = Promises::default();
-                self.request_sync();
             }
             Role::Client => {
                 self.promises = Promises::default();

@@ -204,12 +204,31 @@ pub enum Message {
         /// Yes or no.
         outcome: Result<Ack, Refusal>,
     },
-    /// A batch of a master's log of committed writes, for replicas.
+    /// A batch of a master's log of committed writes, for one replica.
     Replicate {
+        /// The master's stream, new at every start of the master, so that a
+        /// replica never mistakes a restarted master's numbering for the old.
+        stream: u64,
+        /// This batch's place in the stream to this replica: 0, 1, 2, ...
+        /// A replica applies batches in order and notices a gap.
+        seq: u64,
+        /// The batch begins a copy of every live entry of the master (the
+        /// answer to a [`SyncRequest`](Message::SyncRequest)): it covers
+        /// whatever came before it in the stream.
+        snapshot: bool,
         /// Entries, each idempotent to apply.
         entries: Vec<Replicated>,
     },
-    /// A node that starts empty asks masters for their live entries.
+    /// Sent by masters to replicas every RPC time-out: how many batches the
+    /// stream has carried, so that a replica notices a lost tail.
+    ReplicateMark {
+        /// The master's stream.
+        stream: u64,
+        /// Batches sent so far to this replica (the next `seq`).
+        sent: u64,
+    },
+    /// A replica that starts empty, or that missed part of a master's
+    /// stream, asks that master for a snapshot.
     SyncRequest,
     /// A membership or quorum change.
     Membership {

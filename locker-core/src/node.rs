@@ -99,16 +99,14 @@ impl Node {
             recovering_until: None,
             coordinator: Coordinator::default(),
             waiters: Waiters::default(),
-            replication: Replication::default(),
+            replication: Replication::new(config.seed, now),
             membership: Membership::default(),
             outputs: VecDeque::new(),
             local: VecDeque::new(),
             last_now: now,
             config,
         };
-        if node.role == Role::Replica {
-            node.request_sync();
-        }
+        node.replication_roles_changed(now);
         Ok(node)
     }
 
@@ -236,7 +234,7 @@ impl Node {
             self.store.next_expiry(),
             self.promises.next_expiry(),
             self.coordinator.next_timer(),
-            self.replication.next_push(),
+            self.replication.next_timer(),
             self.membership.next_timer(),
             self.waiters.next_timer(),
             self.recovering_until,
@@ -302,7 +300,13 @@ impl Node {
             } => self.on_release_held(now, from, op, key, value, token),
             Message::Read { op, key } => self.on_read(now, from, op, &key),
             Message::Reply { op, outcome } => self.on_reply(now, from, op, outcome),
-            Message::Replicate { entries } => self.on_replicate(now, from, entries),
+            Message::Replicate {
+                stream,
+                seq,
+                snapshot,
+                entries,
+            } => self.on_replicate(now, from, stream, seq, snapshot, entries),
+            Message::ReplicateMark { stream, sent } => self.on_mark(now, from, stream, sent),
             Message::SyncRequest => self.on_sync_request(now, from),
             Message::Membership {
                 epoch,

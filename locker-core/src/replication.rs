@@ -1,40 +1,155 @@
 //! Asynchronous replication: masters push the latest state of every key
 //! they changed to the replicas, in batches, every push interval. Each entry
-//! carries its token and revision, so applying is idempotent and
-//! order-independent, and its *remaining* lease, so a replica never restarts
-//! a lease from the top.
+//! carries its token and revision, so applying is idempotent, and its
+//! *remaining* lease, so a replica never restarts a lease from the top.
+//!
+//! Every master numbers the batches it sends to each replica (one stream
+//! per master start). A replica applies a master's batches in order and
+//! drops one that comes late (its keys were in a later batch, or in the
+//! snapshot the gap asked for), so a reordered push never rolls an entry
+//! back, for example to the lease it had before an extension. A gap, seen
+//! in a batch or in the mark a master sends every RPC time-out, makes the
+//! replica ask that master for a snapshot: a lost push is repaired as soon
+//! as the link works again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{NodeId, Role};
 use crate::message::{Message, Replicated};
 use crate::node::Node;
+use crate::rng::Rng;
 use crate::store::Record;
 use crate::time::Time;
 
 /// Payload bytes per replication message, well under the frame limit.
 const BATCH_BYTES: usize = 512 * 1024;
 
-#[derive(Default)]
 pub(crate) struct Replication {
+    /// This start's stream id (a master's batches carry it).
+    stream: u64,
     /// Keys changed since the last push.
     pending: BTreeSet<Box<[u8]>>,
     next_push: Option<Time>,
-    /// A replica's sync request not yet answered by any master: resent
-    /// at this instant (a lost request must not leave it empty forever).
-    next_sync: Option<Time>,
+    /// Batches sent to each replica: the next `seq`.
+    sent: BTreeMap<NodeId, u64>,
+    /// When masters next tell their replicas how much they sent.
+    next_mark: Option<Time>,
+    /// A replica's view of each master's stream.
+    inbound: BTreeMap<NodeId, Inbound>,
+}
+
+/// How far a replica has followed one master's stream.
+#[derive(Clone, Copy, Debug)]
+struct Inbound {
+    stream: Option<u64>,
+    /// The next `seq` expected.
+    next: u64,
+    /// Something was missed: a snapshot is needed.
+    gap: bool,
+    /// When the last snapshot was asked for.
+    asked: Option<Time>,
+}
+
+impl Inbound {
+    const UNKNOWN: Inbound = Inbound {
+        stream: None,
+        next: 0,
+        gap: true,
+        asked: None,
+    };
+}
+
+/// What a replica does with one batch of a stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Fit {
+    /// Next in order, or a snapshot that covers what came before.
+    InOrder,
+    /// Newer than expected: apply it, and ask for a snapshot.
+    AfterGap,
+    /// Older than what was applied: drop it.
+    Late,
 }
 
 impl Replication {
-    pub(crate) fn next_push(&self) -> Option<Time> {
-        match (self.next_push, self.next_sync) {
+    /// The stream id mixes the start time into the seed, so a host that
+    /// reuses a seed across restarts still starts a new stream.
+    pub(crate) fn new(seed: u64, now: Time) -> Replication {
+        let stream = Rng::new(seed ^ now.as_micros().rotate_left(29)).next_u64();
+        Replication {
+            stream,
+            pending: BTreeSet::new(),
+            next_push: None,
+            sent: BTreeMap::new(),
+            next_mark: None,
+            inbound: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn next_timer(&self) -> Option<Time> {
+        match (self.next_push, self.next_mark) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
+
+    fn fit(&mut self, from: NodeId, stream: u64, seq: u64, snapshot: bool) -> Fit {
+        let inbound = self.inbound.entry(from).or_insert(Inbound::UNKNOWN);
+        let same = inbound.stream == Some(stream);
+        // Only a snapshot proves that nothing was missed: a stream seen for
+        // the first time may follow entries the master stored before.
+        let fit = if same && seq < inbound.next {
+            Fit::Late
+        } else if snapshot || (same && seq == inbound.next) {
+            Fit::InOrder
+        } else {
+            Fit::AfterGap
+        };
+        match fit {
+            Fit::Late => {}
+            Fit::InOrder => {
+                if snapshot {
+                    inbound.gap = false;
+                    inbound.asked = None;
+                }
+                inbound.stream = Some(stream);
+                inbound.next = seq + 1;
+            }
+            Fit::AfterGap => {
+                *inbound = Inbound {
+                    stream: Some(stream),
+                    next: seq + 1,
+                    gap: true,
+                    asked: inbound.asked,
+                };
+            }
+        }
+        fit
+    }
 }
 
 impl Node {
+    /// Starts or stops what the node's role needs: a master with replicas
+    /// marks its streams; a node that became a replica asks every master
+    /// for a snapshot.
+    pub(crate) fn replication_roles_changed(&mut self, now: Time) {
+        let marks = self.role == Role::Master && !self.config.replicas.is_empty();
+        match (marks, self.replication.next_mark) {
+            (true, None) => {
+                self.replication.next_mark = Some(now + self.config.rpc_timeout);
+            }
+            (false, Some(_)) => self.replication.next_mark = None,
+            _ => {}
+        }
+        if self.role != Role::Replica {
+            self.replication.inbound.clear();
+        } else if self.replication.inbound.is_empty() {
+            for &master in &self.config.masters {
+                self.replication.inbound.insert(master, Inbound::UNKNOWN);
+            }
+            self.ask_snapshots(now);
+        }
+    }
+
     pub(crate) fn replication_changed(&mut self, key: &[u8]) {
         if self.role != Role::Master || self.config.replicas.is_empty() {
             return;
@@ -46,11 +161,13 @@ impl Node {
     }
 
     pub(crate) fn replication_timer(&mut self, now: Time) {
-        if self.replication.next_sync.is_some_and(|t| t <= now) {
-            if self.role == Role::Replica {
-                self.request_sync();
-            } else {
-                self.replication.next_sync = None;
+        if self.replication.next_mark.is_some_and(|t| t <= now) {
+            self.replication.next_mark = Some(now + self.config.rpc_timeout);
+            let stream = self.replication.stream;
+            for i in 0..self.config.replicas.len() {
+                let to = self.config.replicas[i];
+                let sent = self.replication.sent.get(&to).copied().unwrap_or(0);
+                self.send(to, Message::ReplicateMark { stream, sent });
             }
         }
         if self.replication.next_push.is_none_or(|t| t > now) {
@@ -66,47 +183,69 @@ impl Node {
             .map(|r| replicated(r, now))
             .collect();
         let replicas = self.config.replicas.clone();
-        self.send_batches(now, &replicas, entries);
+        self.send_batches(&replicas, entries, false);
     }
 
-    fn send_batches(&mut self, _now: Time, to: &[NodeId], entries: Vec<Replicated>) {
-        let mut batch = Vec::new();
+    /// Splits `entries` into batches and sends them, numbered, to each of
+    /// `to`. A snapshot is flagged on its first batch and is sent even when
+    /// empty, so that the replica knows it is in step.
+    fn send_batches(&mut self, to: &[NodeId], entries: Vec<Replicated>, snapshot: bool) {
+        let mut batches = vec![Vec::new()];
         let mut bytes = 0;
         for entry in entries {
             bytes += entry.key.len() + entry.state.value.len() + 32;
-            batch.push(entry);
+            batches.last_mut().expect("never empty").push(entry);
             if bytes >= BATCH_BYTES {
-                self.send_batch(to, core::mem::take(&mut batch));
+                batches.push(Vec::new());
                 bytes = 0;
             }
         }
-        if !batch.is_empty() {
-            self.send_batch(to, batch);
+        if batches.len() > 1 && batches.last().is_some_and(Vec::is_empty) {
+            batches.pop();
         }
-    }
-
-    fn send_batch(&mut self, to: &[NodeId], entries: Vec<Replicated>) {
+        if !snapshot && batches[0].is_empty() {
+            return;
+        }
+        let stream = self.replication.stream;
         for &node in to {
-            self.send(
-                node,
-                Message::Replicate {
-                    entries: entries.clone(),
-                },
-            );
+            for (i, entries) in batches.iter().enumerate() {
+                let sent = self.replication.sent.entry(node).or_insert(0);
+                let seq = *sent;
+                *sent += 1;
+                self.send(
+                    node,
+                    Message::Replicate {
+                        stream,
+                        seq,
+                        snapshot: snapshot && i == 0,
+                        entries: entries.clone(),
+                    },
+                );
+            }
         }
     }
 
-    pub(crate) fn request_sync(&mut self) {
-        self.replication.next_sync = Some(self.last_now + self.config.rpc_timeout);
-        for i in 0..self.config.masters.len() {
-            let to = self.config.masters[i];
-            self.send(to, Message::SyncRequest);
+    /// Asks each master whose stream has a gap for a snapshot, unless one
+    /// was asked for less than an RPC time-out ago.
+    fn ask_snapshots(&mut self, now: Time) {
+        let retry = self.config.rpc_timeout;
+        let mut ask = Vec::new();
+        for (&master, inbound) in self.replication.inbound.iter_mut() {
+            if inbound.gap && inbound.asked.is_none_or(|t| t + retry <= now) {
+                inbound.asked = Some(now);
+                ask.push(master);
+            }
+        }
+        for master in ask {
+            self.send(master, Message::SyncRequest);
         }
     }
 
-    /// A replica that starts empty gets every record, tombstones included.
+    /// A replica that starts empty, or missed part of the stream, gets every
+    /// live record, tombstones included.
     pub(crate) fn on_sync_request(&mut self, now: Time, from: NodeId) {
-        if self.role != Role::Master || from == self.config.id {
+        let is_replica = self.config.replicas.contains(&from);
+        if self.role != Role::Master || from == self.config.id || !is_replica {
             return;
         }
         let entries: Vec<Replicated> = self
@@ -116,51 +255,80 @@ impl Node {
             .filter(|r| r.expires > now)
             .map(|r| replicated(r, now))
             .collect();
-        if entries.is_empty() {
-            // Answer anyway, so that the replica knows it is in sync.
-            return self.send(from, Message::Replicate { entries });
-        }
-        self.send_batches(now, &[from], entries);
+        self.send_batches(&[from], entries, true);
     }
 
-    pub(crate) fn on_replicate(&mut self, now: Time, from: NodeId, entries: Vec<Replicated>) {
+    pub(crate) fn on_mark(&mut self, now: Time, from: NodeId, stream: u64, sent: u64) {
         if self.role != Role::Replica || !self.config.masters.contains(&from) {
             return;
         }
-        // Any master's push or sync answer: this replica is connected.
-        self.replication.next_sync = None;
+        let inbound = self
+            .replication
+            .inbound
+            .entry(from)
+            .or_insert(Inbound::UNKNOWN);
+        if inbound.stream != Some(stream) || sent > inbound.next {
+            inbound.gap = true;
+        }
+        self.ask_snapshots(now);
+    }
+
+    pub(crate) fn on_replicate(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        stream: u64,
+        seq: u64,
+        snapshot: bool,
+        entries: Vec<Replicated>,
+    ) {
+        if self.role != Role::Replica || !self.config.masters.contains(&from) {
+            return;
+        }
+        let fit = self.replication.fit(from, stream, seq, snapshot);
+        if fit == Fit::Late {
+            return;
+        }
         for entry in entries {
-            let Replicated {
-                key,
-                state,
-                deleted,
-            } = entry;
-            let valid = !key.is_empty()
-                && key.len() <= self.config.max_key_len
-                && state.value.len() <= self.config.max_value_len
-                && state.remaining <= self.config.max_lease;
-            if !valid {
-                continue;
-            }
-            let incoming = Record {
-                expires: now + state.remaining,
-                key: key.into(),
-                value: state.value.into(),
-                token: state.token,
-                revision: state.revision,
-                deleted,
-            };
-            let newer = match self.store.get(&incoming.key) {
-                None => true,
-                // The same state again: the latest remaining lease is news.
-                Some(r) => incoming.version() >= r.version(),
-            };
-            if newer && incoming.expires > now {
-                self.observe_token(incoming.token);
-                let key = incoming.key.clone();
-                self.store.put(incoming);
-                self.waiters.key_changed(&key);
-            }
+            self.apply_replicated(now, entry);
+        }
+        if fit == Fit::AfterGap {
+            self.ask_snapshots(now);
+        }
+    }
+
+    fn apply_replicated(&mut self, now: Time, entry: Replicated) {
+        let Replicated {
+            key,
+            state,
+            deleted,
+        } = entry;
+        let valid = !key.is_empty()
+            && key.len() <= self.config.max_key_len
+            && state.value.len() <= self.config.max_value_len
+            && state.remaining <= self.config.max_lease;
+        if !valid {
+            return;
+        }
+        let incoming = Record {
+            expires: now + state.remaining,
+            key: key.into(),
+            value: state.value.into(),
+            token: state.token,
+            revision: state.revision,
+            deleted,
+        };
+        let newer = match self.store.get(&incoming.key) {
+            None => true,
+            // The same state again, from the stream in order: its remaining
+            // lease is the latest news.
+            Some(r) => incoming.version() >= r.version(),
+        };
+        if newer && incoming.expires > now {
+            self.observe_token(incoming.token);
+            let key = incoming.key.clone();
+            self.store.put(incoming);
+            self.waiters.key_changed(&key);
         }
     }
 }
@@ -170,5 +338,43 @@ fn replicated(r: &Record, now: Time) -> Replicated {
         key: r.key.to_vec(),
         state: r.state(now),
         deleted: r.deleted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(r: &Replication, from: u64) -> Inbound {
+        r.inbound[&NodeId(from)]
+    }
+
+    #[test]
+    fn batches_in_order_then_a_gap_then_a_late_one() {
+        let mut r = Replication::new(1, Time::ZERO);
+        assert_eq!(r.fit(NodeId(1), 7, 0, true), Fit::InOrder);
+        assert_eq!(r.fit(NodeId(1), 7, 1, false), Fit::InOrder);
+        assert!(!stream_of(&r, 1).gap);
+        assert_eq!(r.fit(NodeId(1), 7, 3, false), Fit::AfterGap);
+        assert!(stream_of(&r, 1).gap);
+        assert_eq!(r.fit(NodeId(1), 7, 2, false), Fit::Late);
+        assert_eq!(r.fit(NodeId(1), 7, 3, false), Fit::Late, "a duplicate");
+        // The snapshot closes the gap.
+        assert_eq!(r.fit(NodeId(1), 7, 4, true), Fit::InOrder);
+        assert!(!stream_of(&r, 1).gap);
+        assert_eq!(stream_of(&r, 1).next, 5);
+    }
+
+    #[test]
+    fn a_new_stream_starts_over_and_a_late_snapshot_is_dropped() {
+        let mut r = Replication::new(1, Time::ZERO);
+        assert_eq!(r.fit(NodeId(1), 7, 5, false), Fit::AfterGap);
+        assert_eq!(r.fit(NodeId(1), 7, 3, true), Fit::Late);
+        assert!(stream_of(&r, 1).gap, "still waiting for a newer snapshot");
+        // The master restarted: its new stream needs a snapshot too.
+        assert_eq!(r.fit(NodeId(1), 9, 0, false), Fit::AfterGap);
+        assert_eq!(r.fit(NodeId(1), 9, 1, true), Fit::InOrder);
+        assert!(!stream_of(&r, 1).gap);
+        assert_eq!(r.fit(NodeId(1), 7, 6, false), Fit::AfterGap, "old stream");
     }
 }

@@ -154,12 +154,16 @@ fn write_wire_decode_seeds() {
             outcome: Err(Refusal::Busy),
         },
         Message::Replicate {
+            stream: 7,
+            seq: 0,
+            snapshot: true,
             entries: vec![Replicated {
                 key: k(),
                 state: entry.clone(),
                 deleted: false,
             }],
         },
+        Message::ReplicateMark { stream: 7, sent: 1 },
         Message::SyncRequest,
         Message::Membership {
             epoch: 2,

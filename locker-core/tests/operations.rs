@@ -290,7 +290,7 @@ fn tokens_revealed(out: &Output) -> Vec<Token> {
                 outcome: Ok(Ack::Read(Some(e))),
                 ..
             } => vec![e.token],
-            Message::Replicate { entries } => entries.iter().map(|e| e.state.token).collect(),
+            Message::Replicate { entries, .. } => entries.iter().map(|e| e.state.token).collect(),
             _ => vec![],
         },
         _ => vec![],

@@ -107,20 +107,30 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
             token
         }),
         (op(), key()).prop_map(|(op, key)| Message::Read { op, key }),
-        (key(), val(), tok(), 0u64..3, dur(), any::<bool>()).prop_map(
-            |(key, value, token, revision, remaining, deleted)| Message::Replicate {
-                entries: vec![Replicated {
-                    key,
-                    state: EntryState {
-                        value,
-                        token,
-                        revision,
-                        remaining
-                    },
-                    deleted
-                }]
-            }
-        ),
+        (
+            (key(), val(), tok(), 0u64..3, dur(), any::<bool>()),
+            (0u64..2, 0u64..4, any::<bool>())
+        )
+            .prop_map(
+                |((key, value, token, revision, remaining, deleted), (stream, seq, snapshot))| {
+                    Message::Replicate {
+                        stream,
+                        seq,
+                        snapshot,
+                        entries: vec![Replicated {
+                            key,
+                            state: EntryState {
+                                value,
+                                token,
+                                revision,
+                                remaining,
+                            },
+                            deleted,
+                        }],
+                    }
+                }
+            ),
+        (0u64..2, 0u64..4).prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
         Just(Message::SyncRequest),
     ]
 }

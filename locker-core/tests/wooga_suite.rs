@@ -287,15 +287,11 @@ fn replica_started_during_a_partition_catches_up_after_it_heals() {
     );
 }
 
-/// KNOWN FAILING (left for a design decision): replication is meant to be
-/// order-independent, but an extend keeps the entry's version, and the
-/// replica lets the last-received state of an equal version win (deliberate
-/// in `on_replicate`, so that an extend that *shortens* a lease propagates).
-/// A reordered older push therefore shortens the replica's copy and it drops
-/// an entry the masters still hold. A fix needs extends to advance the
-/// version (a protocol change), not a local patch.
+/// An extend keeps the entry's version, so a replica cannot order two
+/// states of one tenure by version; it relies on each master's numbered
+/// stream instead: a push that arrives after a newer one from the same
+/// master is dropped, never applied over the extension.
 #[test]
-#[ignore = "known: equal-version pushes are not order-independent (see doc comment)"]
 fn a_reordered_older_push_does_not_shorten_an_extended_lease_on_a_replica() {
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -335,11 +331,9 @@ fn a_reordered_older_push_does_not_shorten_an_extended_lease_on_a_replica() {
     assert_eq!(c.local_value(1, "k"), Some(b"v".to_vec()));
 }
 
-/// KNOWN FAILING (convergence gap): a replica cut off while a key is written
-/// misses that push for good; nothing re-sends it once the partition heals
-/// (pushes are not acknowledged, and a running replica never re-syncs).
+/// A replica cut off while a key is written misses that push; the master's
+/// next mark shows the gap, and the replica asks for a snapshot.
 #[test]
-#[ignore = "known: lost replication pushes are never re-sent"]
 fn replica_converges_after_a_partition_that_lost_pushes() {
     let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
     c.run_for(ms(300));

@@ -133,7 +133,15 @@ pub fn message() -> impl Strategy<Value = Message> {
             }),
             0..4
         )
-        .prop_map(|entries| Message::Replicate { entries }),
+        .prop_flat_map(|entries| (any::<u64>(), any::<u64>(), any::<bool>(), Just(entries)))
+        .prop_map(|(stream, seq, snapshot, entries)| Message::Replicate {
+            stream,
+            seq,
+            snapshot,
+            entries
+        }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
         Just(Message::SyncRequest),
         (any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
             |(epoch, masters, replicas, w)| Message::Membership {
