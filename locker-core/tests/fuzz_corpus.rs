@@ -50,6 +50,31 @@ fn node_inputs_corpus_and_regressions_pass() {
     replay("node_inputs", checks::check_node_inputs);
 }
 
+// The fuzz targets' input types, drawn by proptest: random bytes decoded
+// through the targets' own `arbitrary` mapping, so both tools share one input
+// definition and one set of checks, and a failure shrinks (shorter, smaller
+// bytes give shorter scripts).
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 64,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn node_scripts_drawn_by_proptest_keep_the_invariants(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)
+    ) {
+        checks::check_node_inputs(&data);
+    }
+
+    #[test]
+    fn frames_drawn_by_proptest_decode_safely(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
+    ) {
+        checks::check_wire_decode(&data);
+    }
+}
+
 /// Writes well-formed frames of every wire type into `fuzz/corpus/wire_decode`
 /// as seeds: `cargo test -p locker-core --test fuzz_corpus -- --ignored`.
 #[test]
