@@ -50,9 +50,9 @@ async fn contend(me: String, client: Client) {
         {
             Ok(guard) => {
                 println!("{me}: I am the leader (token {})", guard.token());
-                let state = guard.watch();
+                let mut state = guard.watch();
                 for step in 0..5 {
-                    if *state.borrow() != LeaseState::Held {
+                    if state.get() != LeaseState::Held {
                         println!("{me}: lease in danger or lost: stopping work");
                         return;
                     }

@@ -1,9 +1,10 @@
-//! The tokio adapter for locker: runs [`locker_core`] nodes over TCP, and
-//! gives applications a [`Client`], a self-extending [`LeaseGuard`] and a
-//! name registry.
+//! The tokio adapter for locker: runs [`locker_core`] nodes over TCP under
+//! tokio, and gives applications a [`Client`], a self-extending
+//! [`LeaseGuard`] and a name registry.
 //!
-//! Runtime-specific code lives in `node`, `conn`, `outbox`, `client` and `guard`;
-//! everything else is in [`common`], which touches no socket, timer or task.
+//! Everything but sockets, timers and spawning lives in [`locker_host`],
+//! shared with `locker-smol` (whose nodes join the same clusters); this crate
+//! is the [`TokioRuntime`] and the `locker` program.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,15 +22,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
-pub mod common;
-pub mod conn;
-pub mod guard;
-pub mod node;
-pub mod outbox;
+mod runtime;
 
-pub use client::{Client, Held};
-pub use common::error::Error;
-pub use common::registry::Consistency;
-pub use guard::{LeaseGuard, LeaseState};
-pub use node::{LocalNode, NodeOptions, StartError};
+pub use locker_host::{Consistency, Error, Held, LeaseGuard, LeaseState, NodeOptions, StartError};
+pub use runtime::TokioRuntime;
+
+/// A running node under tokio.
+pub type LocalNode = locker_host::LocalNode<TokioRuntime>;
+/// A client whose tasks run under tokio.
+pub type Client = locker_host::Client<TokioRuntime>;

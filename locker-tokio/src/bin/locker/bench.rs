@@ -1,7 +1,10 @@
-//! `locker bench`: lock+release cycles and extends against a 3-master cluster.
+//! `locker bench`: lock+release cycles and extends against a 3-master
+//! cluster, for each runtime the nodes can run on, alternating between them
+//! so that both see the same machine.
 
+use crate::stats::Latencies;
+use crate::RuntimeKind;
 use locker_core::Token;
-use locker_tokio::common::stats::Latencies;
 use locker_tokio::Client;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -27,6 +30,9 @@ pub struct BenchArgs {
     /// Concurrent extenders in the extend workload.
     #[arg(long, default_value_t = 64)]
     extenders: usize,
+    /// Runtimes of the spawned nodes, measured in turn at each concurrency.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tokio")]
+    runtime: Vec<RuntimeKind>,
 }
 
 struct Procs(Vec<Child>);
@@ -40,7 +46,7 @@ impl Drop for Procs {
     }
 }
 
-fn spawn_cluster() -> Result<(Procs, Vec<SocketAddr>), String> {
+fn spawn_cluster(runtime: RuntimeKind) -> Result<(Procs, Vec<SocketAddr>), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| {
@@ -66,6 +72,8 @@ fn spawn_cluster() -> Result<(Procs, Vec<SocketAddr>), String> {
                 &a.to_string(),
                 "--masters",
                 &masters,
+                "--runtime",
+                runtime.name(),
             ])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -102,25 +110,63 @@ pub async fn run(args: BenchArgs, secret: Option<Vec<u8>>) -> ExitCode {
     }
 }
 
+/// A cluster under test: its runtime's name and client addresses.
+struct Target {
+    runtime: &'static str,
+    addrs: Vec<SocketAddr>,
+}
+
 async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
-    let (_procs, addrs) = if args.connect.is_empty() {
-        let (p, a) = spawn_cluster()?;
-        (Some(p), a)
+    let mut procs = Vec::new();
+    let mut targets = Vec::new();
+    if args.connect.is_empty() {
+        for &runtime in &args.runtime {
+            let (p, addrs) = spawn_cluster(runtime)?;
+            procs.push(p);
+            targets.push(Target {
+                runtime: runtime.name(),
+                addrs,
+            });
+        }
     } else {
-        (None, args.connect.clone())
-    };
-    if addrs.iter().any(|a| !a.ip().is_loopback()) {
-        return Err("bench runs on loopback only".into());
+        targets.push(Target {
+            runtime: "running",
+            addrs: args.connect.clone(),
+        });
     }
     let secret = secret.as_deref();
-    // Wait until the cluster grants locks.
+    for t in &targets {
+        if t.addrs.iter().any(|a| !a.ip().is_loopback()) {
+            return Err("bench runs on loopback only".into());
+        }
+        wait_ready(&t.addrs, secret).await?;
+        eprintln!("{} cluster: {:?}", t.runtime, t.addrs);
+    }
+    eprintln!("{} s per workload", args.secs);
+    let run_for = Duration::from_secs(args.secs);
+    for &c in &args.clients {
+        for t in &targets {
+            let v = lock_release(t, c, run_for, secret).await?;
+            println!("{v}");
+        }
+    }
+    for t in &targets {
+        let v = extends(t, &args, run_for, secret).await?;
+        println!("{v}");
+    }
+    drop(procs);
+    Ok(())
+}
+
+/// Waits until the cluster grants locks.
+async fn wait_ready(addrs: &[SocketAddr], secret: Option<&[u8]>) -> Result<(), String> {
     let t = Instant::now();
     loop {
         if let Ok(c) = Client::connect(addrs[0], secret).await {
             let c = c.with_wait(Duration::from_millis(200));
             if let Ok(h) = c.lock("bench-warmup", "w", Duration::from_secs(1)).await {
                 let _ = c.release("bench-warmup", "w", Some(h.token)).await;
-                break;
+                return Ok(());
             }
         }
         if t.elapsed() > Duration::from_secs(10) {
@@ -128,58 +174,69 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("cluster: {addrs:?}; {} s per workload", args.secs);
-    let run_for = Duration::from_secs(args.secs);
-    for &c in &args.clients {
-        let clients = connect_all(&addrs, c, secret).await?;
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for (i, client) in clients.into_iter().enumerate() {
-            tasks.push(tokio::spawn(async move {
-                let mut lock_lat = Latencies::default();
-                let mut cycle_lat = Latencies::default();
-                let mut errors = 0u64;
-                let mut n = 0u64;
-                while start.elapsed() < run_for {
-                    let key = format!("bench/{c}/{i}/{n}");
-                    n += 1;
-                    let t0 = Instant::now();
-                    match client.lock(&key, "v", Duration::from_secs(10)).await {
-                        Ok(h) => {
-                            lock_lat.record(t0.elapsed());
-                            if client.release(&key, "v", Some(h.token)).await.is_err() {
-                                errors += 1;
-                            }
-                            cycle_lat.record(t0.elapsed());
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (lock_lat, cycle_lat, errors)
-            }));
-        }
-        let mut lock_lat = Latencies::default();
-        let mut cycle_lat = Latencies::default();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, cy, e) = t.await.map_err(|e| e.to_string())?;
-            lock_lat.merge(&l);
-            cycle_lat.merge(&cy);
-            errors += e;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let v = json!({
-            "workload": "lock+release", "clients": c,
-            "cycles_per_s": (cycle_lat.count() as f64 / secs).round(),
-            "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
-            "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
-            "cycles": cycle_lat.count(), "errors": errors,
-        });
-        println!("{v}");
-    }
+}
 
-    // Extend-only workload on many held leases.
-    let clients = connect_all(&addrs, args.extenders, secret).await?;
+/// `c` clients each locking and releasing fresh keys for `run_for`.
+async fn lock_release(
+    target: &Target,
+    c: usize,
+    run_for: Duration,
+    secret: Option<&[u8]>,
+) -> Result<serde_json::Value, String> {
+    let clients = connect_all(&target.addrs, c, secret).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut lock_lat = Latencies::default();
+            let mut cycle_lat = Latencies::default();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while start.elapsed() < run_for {
+                let key = format!("bench/{c}/{i}/{n}");
+                n += 1;
+                let t0 = Instant::now();
+                match client.lock(&key, "v", Duration::from_secs(10)).await {
+                    Ok(h) => {
+                        lock_lat.record(t0.elapsed());
+                        if client.release(&key, "v", Some(h.token)).await.is_err() {
+                            errors += 1;
+                        }
+                        cycle_lat.record(t0.elapsed());
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lock_lat, cycle_lat, errors)
+        }));
+    }
+    let mut lock_lat = Latencies::default();
+    let mut cycle_lat = Latencies::default();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, cy, e) = t.await.map_err(|e| e.to_string())?;
+        lock_lat.merge(&l);
+        cycle_lat.merge(&cy);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(json!({
+        "workload": "lock+release", "runtime": target.runtime, "clients": c,
+        "cycles_per_s": (cycle_lat.count() as f64 / secs).round(),
+        "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
+        "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
+        "cycles": cycle_lat.count(), "errors": errors,
+    }))
+}
+
+/// Extends only, on many held leases.
+async fn extends(
+    target: &Target,
+    args: &BenchArgs,
+    run_for: Duration,
+    secret: Option<&[u8]>,
+) -> Result<serde_json::Value, String> {
+    let clients = connect_all(&target.addrs, args.extenders, secret).await?;
     let per = args.leases.div_ceil(args.extenders);
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().cloned().enumerate() {
@@ -229,13 +286,9 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        json!({
-            "workload": "extend", "leases": total, "clients": args.extenders,
-            "extends_per_s": (lat.count() as f64 / secs).round(),
-            "p50_us": lat.quantile_us(0.5), "p99_us": lat.quantile_us(0.99), "errors": errors,
-        })
-    );
-    Ok(())
+    Ok(json!({
+        "workload": "extend", "runtime": target.runtime, "leases": total, "clients": args.extenders,
+        "extends_per_s": (lat.count() as f64 / secs).round(),
+        "p50_us": lat.quantile_us(0.5), "p99_us": lat.quantile_us(0.99), "errors": errors,
+    }))
 }

@@ -209,7 +209,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let _ = watch.changed().await;
     println!(
         "   {leader_name} released \"leader\" (state {:?})",
-        *watch.borrow()
+        watch.get()
     );
     let next = c2
         .clone()

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use locker_core::{Config, EntryView, NodeId, OpError, Token};
-use locker_tokio::{Client, Error, LocalNode, NodeOptions};
+use locker_host::Runtime;
+use locker_tokio::{Client, Error, NodeOptions, TokioRuntime};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 mod bench;
 mod demo;
+mod stats;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,9 @@ enum Cmd {
         /// Directory where the token ceiling is persisted.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The runtime the node runs on.
+        #[arg(long, value_enum, default_value_t = RuntimeKind::Tokio)]
+        runtime: RuntimeKind,
     },
     /// Create KEY held with VALUE.
     Lock {
@@ -111,6 +116,25 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
+/// A runtime a node can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// tokio (`locker-tokio`).
+    Tokio,
+    /// smol (`locker-smol`); needs the `smol-nodes` feature.
+    Smol,
+}
+
+impl RuntimeKind {
+    /// The name `--runtime` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Smol => "smol",
+        }
+    }
+}
+
 fn parse_members(list: &[String]) -> Result<Vec<(NodeId, SocketAddr)>, String> {
     list.iter()
         .filter(|s| !s.is_empty())
@@ -158,6 +182,18 @@ fn entry_json(e: &Option<EntryView>) -> Value {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Serve {
+        runtime: RuntimeKind::Smol,
+        ..
+    } = cli.cmd
+    {
+        // smol's global executor runs one thread unless told otherwise; give
+        // it as many as tokio's multi-threaded runtime has, before any use.
+        if std::env::var_os("SMOL_THREADS").is_none() {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            std::env::set_var("SMOL_THREADS", threads.to_string());
+        }
+    }
     // `LOCKER_SERVE_THREADS=1` runs `serve` on tokio's current-thread
     // runtime (one thread: no cross-thread wake-ups on every hop).
     let single = matches!(cli.cmd, Cmd::Serve { .. })
@@ -188,7 +224,15 @@ async fn run(cli: Cli) -> ExitCode {
             replicas,
             w,
             data_dir,
-        } => serve(id, listen, &masters, &replicas, w, data_dir, secret).await,
+            runtime,
+        } => {
+            let members = Members {
+                masters,
+                replicas,
+                w,
+            };
+            serve(id, listen, &members, data_dir, secret, runtime).await
+        }
         Cmd::Demo => {
             init_tracing("error");
             demo::run().await
@@ -213,17 +257,26 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The member lists of `locker serve`, as given.
+struct Members {
+    masters: Vec<String>,
+    replicas: Vec<String>,
+    w: Option<usize>,
+}
+
 async fn serve(
     id: u64,
     listen: SocketAddr,
-    masters: &[String],
-    replicas: &[String],
-    w: Option<usize>,
+    members: &Members,
     data_dir: Option<PathBuf>,
     secret: Option<Vec<u8>>,
+    runtime: RuntimeKind,
 ) -> ExitCode {
     init_tracing("info");
-    let (masters, replicas) = match (parse_members(masters), parse_members(replicas)) {
+    let (masters, replicas) = match (
+        parse_members(&members.masters),
+        parse_members(&members.replicas),
+    ) {
         (Ok(m), Ok(r)) => (m, r),
         (Err(e), _) | (_, Err(e)) => return usage(&e),
     };
@@ -235,17 +288,36 @@ async fn serve(
         replicas.iter().map(|r| r.0).collect(),
     );
     config.seed = rand::random();
-    if let Some(w) = w {
+    if let Some(w) = members.w {
         config.w = w;
     }
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match std::net::TcpListener::bind(listen) {
         Ok(l) => l,
         Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
     };
     let mut opts = NodeOptions::new(config, addrs);
     opts.secret = secret;
     opts.data_dir = data_dir;
-    let node = match LocalNode::start(listener, opts).await {
+    match runtime {
+        RuntimeKind::Tokio => serve_on(TokioRuntime, listener, opts).await,
+        #[cfg(feature = "smol-nodes")]
+        RuntimeKind::Smol => serve_on(locker_smol::SmolRuntime::default(), listener, opts).await,
+        #[cfg(not(feature = "smol-nodes"))]
+        RuntimeKind::Smol => usage("this program was built without the smol-nodes feature"),
+    }
+}
+
+/// Runs a node on `runtime` until SIGINT or SIGTERM.
+async fn serve_on<R: Runtime>(
+    runtime: R,
+    listener: std::net::TcpListener,
+    opts: NodeOptions,
+) -> ExitCode {
+    let started = match runtime.listen(listener) {
+        Ok(l) => locker_host::LocalNode::start_on(runtime, l, opts).await,
+        Err(e) => Err(e.into()),
+    };
+    let node = match started {
         Ok(n) => n,
         Err(e) => return usage(&e.to_string()),
     };

@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::common::error::Error;
-use crate::common::registry::{name_key, Consistency};
 use crate::conn::{self, ConnError};
+use crate::driver::{Input, ReplyTo};
+use crate::error::Error;
 use crate::guard::LeaseGuard;
-use crate::node::{Input, ReplyTo};
 use crate::outbox::Outbox;
+use crate::registry::{name_key, Consistency};
+use crate::runtime::Runtime;
 
 /// A lease as its holder sees it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -31,10 +31,12 @@ pub struct Held {
     pub deadline: Instant,
 }
 
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Envelope>>>>>;
+/// Replies awaited on a remote connection, by request id; `None` once the
+/// connection is gone.
+type Pending = Arc<Mutex<Option<HashMap<u64, async_channel::Sender<Envelope>>>>>;
 
 enum Transport {
-    Embedded(mpsc::Sender<Input>),
+    Embedded(async_channel::Sender<Input>),
     Remote {
         outbox: Arc<Outbox>,
         pending: Pending,
@@ -42,36 +44,67 @@ enum Transport {
     },
 }
 
-/// A handle for sending requests to one node. Cheap to clone.
+impl Drop for Transport {
+    fn drop(&mut self) {
+        // The last clone of the client is gone: end the connection.
+        if let Transport::Remote { outbox, .. } = self {
+            outbox.close();
+        }
+    }
+}
+
+/// Locks the pending map, surviving a panicked holder.
+fn lock(
+    pending: &Pending,
+) -> std::sync::MutexGuard<'_, Option<HashMap<u64, async_channel::Sender<Envelope>>>> {
+    pending.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handle for sending requests to one node, its own tasks (the reader of a
+/// remote connection, lease guards) spawned on `R`. Cheap to clone.
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), locker_tokio::Error> {
+/// # async fn f<R: locker_host::Runtime + Default>() -> Result<(), locker_host::Error> {
 /// use std::time::Duration;
-/// let client = locker_tokio::Client::connect("127.0.0.1:7000".parse().unwrap(), None).await?;
+/// let client = locker_host::Client::<R>::connect("127.0.0.1:7000".parse().unwrap(), None).await?;
 /// let held = client.lock("door", "alice", Duration::from_secs(5)).await?;
 /// println!("token {}", held.token);
 /// client.release("door", "alice", Some(held.token)).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Client {
+pub struct Client<R: Runtime> {
+    runtime: R,
     transport: Arc<Transport>,
     /// How long operations keep retrying a contended or unreachable key.
     pub wait: Duration,
 }
 
-impl Client {
-    pub(crate) fn embedded(input: mpsc::Sender<Input>) -> Client {
+impl<R: Runtime + Default> Client<R> {
+    /// Connects to a node's client port and authenticates with `secret`
+    /// (`None` when the cluster runs without one, on loopback).
+    pub async fn connect(addr: SocketAddr, secret: Option<&[u8]>) -> Result<Client<R>, Error> {
+        Self::connect_on(R::default(), addr, secret).await
+    }
+}
+
+impl<R: Runtime> Client<R> {
+    pub(crate) fn embedded(runtime: R, input: async_channel::Sender<Input>) -> Client<R> {
         Client {
+            runtime,
             transport: Arc::new(Transport::Embedded(input)),
             wait: Duration::from_secs(5),
         }
     }
 
-    /// Connects to a node's client port and authenticates with `secret`
-    /// (`None` when the cluster runs without one, on loopback).
-    pub async fn connect(addr: SocketAddr, secret: Option<&[u8]>) -> Result<Client, Error> {
+    /// [`Client::connect`], with the client's tasks spawned on `runtime`.
+    pub async fn connect_on(
+        runtime: R,
+        addr: SocketAddr,
+        secret: Option<&[u8]>,
+    ) -> Result<Client<R>, Error> {
         let (mut reader, writer) = conn::connect(
+            &runtime,
             addr,
             secret.unwrap_or_default(),
             Who::Client,
@@ -87,26 +120,27 @@ impl Client {
             )),
             _ => Error::Closed,
         })?;
-        let outbox = Outbox::new(writer);
+        let outbox = Outbox::new(&runtime, writer);
         let out = outbox.clone();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let p = pending.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Ok(env) = reader.next().await {
                 let id = match &env {
                     Envelope::ClientReply { id, .. } | Envelope::StatusReply { id, .. } => *id,
                     _ => break,
                 };
-                let waiter = p.lock().unwrap().as_mut().and_then(|m| m.remove(&id));
+                let waiter = lock(&p).as_mut().and_then(|m| m.remove(&id));
                 if let Some(w) = waiter {
-                    let _ = w.send(env);
+                    let _ = w.try_send(env);
                 }
             }
             // Waiters see `Closed`.
-            p.lock().unwrap().take();
+            lock(&p).take();
             out.close();
         });
         Ok(Client {
+            runtime,
             transport: Arc::new(Transport::Remote {
                 outbox,
                 pending,
@@ -117,7 +151,7 @@ impl Client {
     }
 
     /// Sets how long operations keep retrying (default 5 s).
-    pub fn with_wait(mut self, wait: Duration) -> Client {
+    pub fn with_wait(mut self, wait: Duration) -> Client<R> {
         self.wait = wait;
         self
     }
@@ -125,7 +159,7 @@ impl Client {
     async fn roundtrip(&self, make: impl FnOnce(u64) -> Envelope) -> Result<Envelope, Error> {
         match &*self.transport {
             Transport::Embedded(input) => {
-                let (tx, rx) = oneshot::channel();
+                let (tx, rx) = async_channel::bounded(1);
                 let env = make(0);
                 input
                     .send(Input::Request {
@@ -134,7 +168,7 @@ impl Client {
                     })
                     .await
                     .map_err(|_| Error::Closed)?;
-                rx.await.map_err(|_| Error::Closed)
+                rx.recv().await.map_err(|_| Error::Closed)
             }
             Transport::Remote {
                 outbox,
@@ -142,16 +176,16 @@ impl Client {
                 next,
             } => {
                 let id = next.fetch_add(1, Ordering::Relaxed);
-                let (wtx, wrx) = oneshot::channel();
-                match pending.lock().unwrap().as_mut() {
+                let (wtx, wrx) = async_channel::bounded(1);
+                match lock(pending).as_mut() {
                     Some(m) => m.insert(id, wtx),
                     None => return Err(Error::Closed),
                 };
                 if !outbox.send(&make(id)) {
-                    pending.lock().unwrap().as_mut().map(|m| m.remove(&id));
+                    lock(pending).as_mut().map(|m| m.remove(&id));
                     return Err(Error::Closed);
                 }
-                wrx.await.map_err(|_| Error::Closed)
+                wrx.recv().await.map_err(|_| Error::Closed)
             }
         }
     }
@@ -366,6 +400,7 @@ impl Client {
     ) -> Result<LeaseGuard, Error> {
         let held = self.lock(key.as_ref(), value.as_ref(), lease).await?;
         Ok(LeaseGuard::spawn(
+            self.runtime.clone(),
             self.clone(),
             key.as_ref().to_vec(),
             value.as_ref().to_vec(),

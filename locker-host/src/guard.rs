@@ -1,25 +1,29 @@
 //! The lease guard: holds a key, extends it ahead of its deadline, reports
 //! danger and loss, releases on drop.
 
+use futures_lite::future;
 use locker_core::{OpError, Token};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use crate::client::{Client, Held};
-use crate::common::error::Error;
-pub use crate::common::lease::LeaseState;
-use crate::common::lease::Schedule;
+use crate::error::Error;
+use crate::lease::{LeaseState, Schedule};
+use crate::runtime::Runtime;
+use crate::signal::{watch, Watch, WatchSender};
+
+/// Where the answer to an explicit release goes.
+type ReleaseReply = async_channel::Sender<Result<(), Error>>;
 
 /// A held lease that keeps itself alive.
 ///
 /// ```no_run
-/// # async fn f(client: locker_tokio::Client) -> Result<(), locker_tokio::Error> {
-/// use locker_tokio::LeaseState;
+/// # async fn f<R: locker_host::Runtime>(client: locker_host::Client<R>) -> Result<(), locker_host::Error> {
+/// use locker_host::LeaseState;
 /// use std::time::Duration;
 /// let guard = client.lock_guard("leader", "me", Duration::from_secs(3)).await?;
 /// let mut state = guard.watch();
-/// // ... work while `*state.borrow() == LeaseState::Held`, passing guard.token() to resources ...
+/// // ... work while `state.get() == LeaseState::Held`, passing guard.token() to resources ...
 /// state.changed().await.ok();
 /// guard.release().await?;
 /// # Ok(()) }
@@ -27,23 +31,27 @@ use crate::common::lease::Schedule;
 pub struct LeaseGuard {
     key: Vec<u8>,
     token: Token,
-    state: watch::Receiver<LeaseState>,
-    deadline: watch::Receiver<Instant>,
-    stop: Option<oneshot::Sender<oneshot::Sender<Result<(), Error>>>>,
+    state: Watch<LeaseState>,
+    deadline: Watch<Instant>,
+    /// Dropped (closed) to release in the background, or used to release
+    /// and hear the answer.
+    stop: Option<async_channel::Sender<ReleaseReply>>,
 }
 
 impl LeaseGuard {
-    pub(crate) fn spawn(
-        client: Client,
+    pub(crate) fn spawn<R: Runtime>(
+        runtime: R,
+        client: Client<R>,
         key: Vec<u8>,
         value: Vec<u8>,
         lease: Duration,
         held: Held,
     ) -> LeaseGuard {
-        let (state_tx, state) = watch::channel(LeaseState::Held);
-        let (deadline_tx, deadline) = watch::channel(held.deadline);
-        let (stop, stop_rx) = oneshot::channel();
-        let task = Keeper {
+        let (state_tx, state) = watch(LeaseState::Held);
+        let (deadline_tx, deadline) = watch(held.deadline);
+        let (stop, stop_rx) = async_channel::bounded(1);
+        let keeper = Keeper {
+            runtime: runtime.clone(),
             client,
             key: key.clone(),
             value,
@@ -52,7 +60,7 @@ impl LeaseGuard {
             state: state_tx,
             deadline: deadline_tx,
         };
-        tokio::spawn(task.run(stop_rx));
+        runtime.spawn(keeper.run(stop_rx));
         LeaseGuard {
             key,
             token: held.token,
@@ -74,68 +82,94 @@ impl LeaseGuard {
 
     /// The current deadline: act as holder only before it.
     pub fn deadline(&self) -> Instant {
-        *self.deadline.borrow()
+        self.deadline.peek()
     }
 
     /// The current state.
     pub fn state(&self) -> LeaseState {
-        *self.state.borrow()
+        self.state.peek()
     }
 
     /// A watch on the state: Held, Danger, Lost, Released.
-    pub fn watch(&self) -> watch::Receiver<LeaseState> {
+    pub fn watch(&self) -> Watch<LeaseState> {
         self.state.clone()
     }
 
     /// Stops extending and releases the key (with the token), waiting for the answer.
     pub async fn release(mut self) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = async_channel::bounded(1);
         if let Some(stop) = self.stop.take() {
-            if stop.send(tx).is_err() {
+            if stop.try_send(tx).is_err() {
+                // The keeper already stopped: the lease was lost.
                 return Err(Error::Refused(OpError::NotFound));
             }
         }
-        rx.await.unwrap_or(Err(Error::Closed))
+        rx.recv().await.unwrap_or(Err(Error::Closed))
     }
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        // Dropping the sender tells the keeper to release in the background.
+        // Closing the channel tells the keeper to release in the background.
         self.stop.take();
     }
 }
 
-struct Keeper {
-    client: Client,
+/// The guard's task.
+struct Keeper<R: Runtime> {
+    runtime: R,
+    client: Client<R>,
     key: Vec<u8>,
     value: Vec<u8>,
     token: Token,
     schedule: Schedule,
-    state: watch::Sender<LeaseState>,
-    deadline: watch::Sender<Instant>,
+    state: WatchSender<LeaseState>,
+    deadline: WatchSender<Instant>,
 }
 
-impl Keeper {
-    async fn run(mut self, mut stop: oneshot::Receiver<oneshot::Sender<Result<(), Error>>>) {
+/// What woke the keeper.
+enum Wake {
+    /// The holder released (with a reply channel) or dropped the guard.
+    Stop(Option<ReleaseReply>),
+    /// The deadline passed while extends were failing.
+    Lost,
+    /// Time to extend.
+    Extend,
+}
+
+impl<R: Runtime> Keeper<R> {
+    async fn run(mut self, stop: async_channel::Receiver<ReleaseReply>) {
         let mut at = self.schedule.next_extend();
         let mut failed = false;
         loop {
             let lost_at = self.schedule.deadline;
-            tokio::select! {
-                s = &mut stop => {
-                    let r = self.client.release(&self.key, &self.value, Some(self.token)).await;
-                    self.state.send_replace(LeaseState::Released);
-                    if let Ok(reply) = s {
-                        let _ = reply.send(r);
+            let wake = future::or(async { Wake::Stop(stop.recv().await.ok()) }, async {
+                if failed && lost_at <= at {
+                    self.runtime.sleep_until(lost_at).await;
+                    Wake::Lost
+                } else {
+                    self.runtime.sleep_until(at).await;
+                    Wake::Extend
+                }
+            })
+            .await;
+            match wake {
+                Wake::Stop(reply) => {
+                    let r = self
+                        .client
+                        .release(&self.key, &self.value, Some(self.token))
+                        .await;
+                    self.state.set(LeaseState::Released);
+                    if let Some(reply) = reply {
+                        let _ = reply.try_send(r);
                     }
                     return;
                 }
-                _ = tokio::time::sleep_until(lost_at.into()), if failed => {
+                Wake::Lost => {
                     self.lost("deadline passed while extends failed");
                     return;
                 }
-                _ = tokio::time::sleep_until(at.into()) => {}
+                Wake::Extend => {}
             }
             let wait = self.schedule.extend_wait(Instant::now());
             let attempt = self.client.extend_within(
@@ -145,15 +179,12 @@ impl Keeper {
                 Some(self.token),
                 wait,
             );
-            let result = tokio::select! {
-                r = attempt => Some(r),
-                _ = tokio::time::sleep_until(lost_at.into()) => None,
-            };
+            let result = crate::runtime::timeout_at(&self.runtime, lost_at, attempt).await;
             let now = Instant::now();
             match result {
                 Some(Ok(h)) => {
                     self.schedule.extended(h.sent, h.validity);
-                    self.deadline.send_replace(self.schedule.deadline);
+                    self.deadline.set(self.schedule.deadline);
                     failed = false;
                     at = self.schedule.next_extend();
                 }
@@ -166,25 +197,19 @@ impl Keeper {
                     failed = true;
                     at = self.schedule.retry_after_failure(now);
                 }
-                None => {
-                    failed = true;
-                }
+                None => failed = true,
             }
             let st = self.schedule.state(Instant::now(), failed);
             if st == LeaseState::Lost {
                 self.lost("deadline passed");
                 return;
             }
-            self.state.send_if_modified(|s| {
-                let changed = *s != st;
-                *s = st;
-                changed
-            });
+            self.state.set(st);
         }
     }
 
     fn lost(&self, why: &str) {
         info!(key = %String::from_utf8_lossy(&self.key), token = %self.token, why, "lease lost");
-        self.state.send_replace(LeaseState::Lost);
+        self.state.set(LeaseState::Lost);
     }
 }

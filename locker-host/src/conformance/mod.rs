@@ -1,0 +1,56 @@
+//! The conformance suite: every scenario an adapter must pass, written once
+//! against [`Runtime`](crate::Runtime), over real TCP on loopback.
+//!
+//! An adapter runs the whole suite from its tests with one macro call,
+//! naming its runtime, how to block on a future, and where each node runs
+//! (all on the runtime under test, or some on another for a mixed cluster):
+//!
+//! ```ignore
+//! locker_host::conformance_suite!(
+//!     runtime: MyRuntime::default(),
+//!     block_on: my_block_on,
+//!     place: locker_host::conformance::all_on(MyRuntime::default()),
+//! );
+//! ```
+//!
+//! Scenarios wait for what they expect (links up, a replica catching up)
+//! rather than sleeping a fixed time, and each is bounded by a timeout, so
+//! they hold on a loaded machine.
+
+mod cluster;
+pub mod scenarios;
+
+pub use cluster::{
+    all_on, bounded, node_on, sleep, Cluster, Place, Placement, RunningNode, SECRET,
+};
+
+/// Expands to one `#[test]` per conformance scenario.
+///
+/// `runtime` is the runtime the test's clients and timers use, `block_on`
+/// runs a future to completion on the test thread, and `place` is a
+/// [`Placement`] saying which runtime each node of a cluster runs on.
+#[macro_export]
+macro_rules! conformance_suite {
+    (runtime: $runtime:expr, block_on: $block_on:path, place: $place:expr $(,)?) => {
+        $crate::conformance_suite!(@tests $runtime, $block_on, $place;
+            racing_lockers_get_one_winner_and_increasing_tokens,
+            update_extend_expiry_and_replica_waits,
+            one_master_down_changes_nothing,
+            release_succeeds_with_a_master_down,
+            no_quorum_when_a_majority_is_down,
+            a_killed_master_restarts_quarantined_then_votes_again,
+            guard_extends_then_loses_its_lease_when_the_cluster_is_gone,
+            guard_releases_on_drop_and_the_name_registry_follows,
+            bad_clients_are_turned_away_and_others_still_served,
+            a_peer_with_the_wrong_secret_never_joins,
+        );
+    };
+    (@tests $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $block_on($crate::conformance::scenarios::$name($runtime, $place));
+            }
+        )*
+    };
+}

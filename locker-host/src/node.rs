@@ -1,0 +1,210 @@
+//! A running node: starts the driver task, the accept loop and one outbound
+//! link per peer on the given runtime.
+
+use locker_core::wire::DEFAULT_MAX_FRAME;
+use locker_core::{Config, ConfigError, Node, NodeId, Time};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::info;
+
+use crate::client::Client;
+use crate::counters::Counters;
+use crate::driver::{read_ceiling, Driver, Input, Slot, INBOX};
+use crate::link::Link;
+use crate::runtime::Runtime;
+use crate::server::Server;
+use crate::signal::Shutdown;
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The core's configuration (id, members, quorum, timings).
+    pub config: Config,
+    /// Address of every other member.
+    pub addrs: HashMap<NodeId, SocketAddr>,
+    /// The cluster secret; `None` only on loopback.
+    pub secret: Option<Vec<u8>>,
+    /// Where to persist the token ceiling; `None` runs without that guarantee.
+    pub data_dir: Option<PathBuf>,
+    /// Start as a node that lost its memory (quarantine), as after a crash.
+    pub restarted: bool,
+    /// Largest accepted frame.
+    pub max_frame: usize,
+}
+
+impl NodeOptions {
+    /// Options with defaults: no secret, no data dir, fresh start.
+    pub fn new(config: Config, addrs: HashMap<NodeId, SocketAddr>) -> NodeOptions {
+        NodeOptions {
+            config,
+            addrs,
+            secret: None,
+            data_dir: None,
+            restarted: false,
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration breaks a rule; fix it.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// No secret and a non-loopback address: give `--secret-file` or listen on 127.0.0.1.
+    #[error(
+        "refusing to listen on {0} without a cluster secret: give a secret or listen on loopback"
+    )]
+    NoSecret(SocketAddr),
+    /// A socket or the data directory failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A member has no address.
+    #[error("no address for member {0}")]
+    NoAddress(NodeId),
+}
+
+/// A running node. Dropping the handle stops it, as [`LocalNode::shutdown`] does.
+pub struct LocalNode<R: Runtime> {
+    runtime: R,
+    id: NodeId,
+    addr: SocketAddr,
+    input: async_channel::Sender<Input>,
+    shutdown: Shutdown,
+    counters: Arc<Counters>,
+}
+
+impl<R: Runtime + Default> LocalNode<R> {
+    /// Starts a node serving on `listener`, on the runtime's default handle.
+    pub async fn start(
+        listener: R::Listener,
+        opts: NodeOptions,
+    ) -> Result<LocalNode<R>, StartError> {
+        Self::start_on(R::default(), listener, opts).await
+    }
+}
+
+impl<R: Runtime> LocalNode<R> {
+    /// Starts a node serving on `listener`, its tasks spawned on `runtime`.
+    pub async fn start_on(
+        runtime: R,
+        listener: R::Listener,
+        opts: NodeOptions,
+    ) -> Result<LocalNode<R>, StartError> {
+        let addr = R::local_addr(&listener)?;
+        if opts.secret.is_none() && !addr.ip().is_loopback() {
+            return Err(StartError::NoSecret(addr));
+        }
+        let config = opts.config.clone();
+        let id = config.id;
+        let ceiling = match &opts.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                read_ceiling(dir)
+            }
+            None => None,
+        };
+        let node = if opts.restarted || ceiling.is_some() {
+            Node::restarted(config.clone(), Time::ZERO, ceiling)?
+        } else {
+            Node::new(config.clone(), Time::ZERO)?
+        };
+        if opts.data_dir.is_none() {
+            info!(node = %id, "no data dir: the token ceiling is not persisted, so fencing tokens stay monotonic across restarts only while a quorum of masters keeps its memory");
+        }
+        let secret: Arc<[u8]> = opts.secret.clone().unwrap_or_default().into();
+        let shutdown = Shutdown::default();
+        let counters = Arc::new(Counters::default());
+        let (input, inbox) = async_channel::bounded(INBOX);
+
+        let mut driver = Driver::new(node, Instant::now(), counters.clone());
+        driver.data_dir = opts.data_dir.clone();
+        for peer in config.masters.iter().chain(&config.replicas).copied() {
+            if peer == id {
+                continue;
+            }
+            let peer_addr = *opts.addrs.get(&peer).ok_or(StartError::NoAddress(peer))?;
+            let slot: Slot = Arc::default();
+            let up = Arc::new(AtomicBool::new(false));
+            driver.links.insert(peer, slot.clone());
+            driver.link_state.push((peer, up.clone()));
+            let link = Link {
+                slot,
+                me: id,
+                peer,
+                addr: peer_addr,
+                secret: secret.clone(),
+                up,
+                counters: counters.clone(),
+                max_frame: opts.max_frame,
+            };
+            runtime.spawn(shutdown.guard(link.run(runtime.clone())));
+        }
+        let mut known: Vec<NodeId> = opts.addrs.keys().copied().collect();
+        known.extend(config.masters.iter().chain(&config.replicas));
+
+        runtime.spawn(shutdown.guard(driver.run(runtime.clone(), inbox)));
+        let server = Server {
+            runtime: runtime.clone(),
+            known,
+            secret,
+            input: input.clone(),
+            counters: counters.clone(),
+            max_frame: opts.max_frame,
+            shutdown: shutdown.clone(),
+        };
+        runtime.spawn(shutdown.guard(server.run(listener)));
+        info!(node = %id, %addr, role = ?config.role(), "node started");
+        Ok(LocalNode {
+            runtime,
+            id,
+            addr,
+            input,
+            shutdown,
+            counters,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A client that sends requests straight to this node's driver (no socket).
+    pub fn client(&self) -> Client<R> {
+        self.client_on(self.runtime.clone())
+    }
+
+    /// An embedded client whose own tasks (lease guards) run on another
+    /// runtime: a tokio application can use a node running under smol.
+    pub fn client_on<C: Runtime>(&self, runtime: C) -> Client<C> {
+        Client::embedded(runtime, self.input.clone())
+    }
+
+    /// The adapter's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Stops every task of the node and closes its sockets (like a crash:
+    /// nothing is handed over).
+    pub fn shutdown(&self) {
+        self.shutdown.raise();
+    }
+}
+
+impl<R: Runtime> Drop for LocalNode<R> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

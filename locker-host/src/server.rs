@@ -1,0 +1,147 @@
+//! The accept loop and the two kinds of accepted connection: a peer's
+//! (messages into the driver) and a client's (requests in, replies out).
+
+use locker_core::envelope::{Envelope, Who};
+use locker_core::wire::WireError;
+use locker_core::NodeId;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+
+use crate::conn::{self, ConnError, Reader};
+use crate::counters::{bump, Counters};
+use crate::driver::{Input, ReplyTo};
+use crate::outbox::{CloseOnDrop, Outbox};
+use crate::runtime::Runtime;
+use crate::signal::Shutdown;
+
+/// How long to wait after a failed accept (out of file descriptors, say).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// What every accepted connection needs.
+pub(crate) struct Server<R: Runtime> {
+    pub runtime: R,
+    /// Every node id that may connect as a peer.
+    pub known: Vec<NodeId>,
+    pub secret: Arc<[u8]>,
+    pub input: async_channel::Sender<Input>,
+    pub counters: Arc<Counters>,
+    pub max_frame: usize,
+    pub shutdown: Shutdown,
+}
+
+impl<R: Runtime> Server<R> {
+    /// Accepts connections until the node shuts down.
+    pub async fn run(self, listener: R::Listener) {
+        let this = Arc::new(self);
+        loop {
+            let (reader, writer, remote) = match R::accept(&listener).await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    this.runtime
+                        .sleep_until(Instant::now() + ACCEPT_RETRY)
+                        .await;
+                    continue;
+                }
+            };
+            bump(&this.counters.accepted);
+            let srv = this.clone();
+            this.runtime.spawn(this.shutdown.guard(async move {
+                if let Err(e) = srv.serve(reader, writer).await {
+                    match e {
+                        ConnError::Closed => debug!(%remote, "connection closed"),
+                        ConnError::Wire(ref w) => {
+                            bump(&srv.counters.bad_frames);
+                            warn!(%remote, error = %w, "closing connection: bad frame");
+                        }
+                        ConnError::Io(ref io) => debug!(%remote, error = %io, "connection error"),
+                        _ => warn!(%remote, error = %e, "closing connection"),
+                    }
+                }
+            }));
+        }
+    }
+
+    async fn serve(&self, reader: R::Reader, writer: R::Writer) -> Result<(), ConnError> {
+        let accepted = conn::accept(&self.runtime, reader, writer, &self.secret, self.max_frame);
+        let (who, reader, writer) = match accepted.await {
+            Ok(x) => x,
+            Err(e) => {
+                bump(&self.counters.auth_failures);
+                if let ConnError::Wire(_) = e {
+                    bump(&self.counters.bad_frames);
+                }
+                return match e {
+                    ConnError::Auth(a) => Err(ConnError::Auth(a)),
+                    other => {
+                        warn!(error = %other, "handshake failed");
+                        Err(ConnError::Closed)
+                    }
+                };
+            }
+        };
+        match who {
+            Who::Peer(from) => {
+                if !self.known.contains(&from) {
+                    bump(&self.counters.unknown_peers);
+                    warn!(peer = %from, "closing connection: unknown peer");
+                    return Ok(());
+                }
+                // Held so the connection stays open while we read.
+                let _keep_open = writer;
+                self.serve_peer(from, reader).await
+            }
+            Who::Client => {
+                let outbox = Outbox::new(&self.runtime, writer);
+                let _close = CloseOnDrop(outbox.clone());
+                self.serve_client(reader, outbox).await
+            }
+        }
+    }
+
+    async fn serve_peer(
+        &self,
+        from: NodeId,
+        mut reader: Reader<R::Reader>,
+    ) -> Result<(), ConnError> {
+        loop {
+            match reader.next().await? {
+                Envelope::Peer(msg) => {
+                    if self.input.send(Input::Peer { from, msg }).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ => return Err(garbage("not a peer message")),
+            }
+        }
+    }
+
+    async fn serve_client(
+        &self,
+        mut reader: Reader<R::Reader>,
+        outbox: Arc<Outbox>,
+    ) -> Result<(), ConnError> {
+        loop {
+            let env = reader.next().await?;
+            match env {
+                Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
+                    let reply = ReplyTo::Remote(outbox.clone());
+                    if self
+                        .input
+                        .send(Input::Request { env, reply })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                _ => return Err(garbage("not a client request")),
+            }
+        }
+    }
+}
+
+fn garbage(why: &str) -> ConnError {
+    ConnError::Wire(WireError::Garbage(why.into()))
+}

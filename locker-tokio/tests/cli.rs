@@ -1,0 +1,141 @@
+//! `locker serve` processes (one under smol, two under tokio) and the
+//! command line. The in-process scenarios are the conformance suite's
+//! (`tests/conformance.rs`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn serve(
+    id: u64,
+    listen: SocketAddr,
+    masters: &str,
+    secret: &std::path::Path,
+) -> std::process::Child {
+    // Node 2 runs under smol where the program can: one cluster, two runtimes.
+    let runtime = if id == 2 && cfg!(feature = "smol-nodes") {
+        "smol"
+    } else {
+        "tokio"
+    };
+    std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+        .args([
+            "serve",
+            "--id",
+            &id.to_string(),
+            "--listen",
+            &listen.to_string(),
+            "--masters",
+            masters,
+            "--runtime",
+            runtime,
+        ])
+        .arg("--secret-file")
+        .arg(secret)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn cli(node: SocketAddr, secret: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+        .arg("--node")
+        .arg(node.to_string())
+        .arg("--secret-file")
+        .arg(secret)
+        .args(args)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn three_serve_processes_and_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("locker-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let masters = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| serve(i as u64 + 1, *a, &masters, &secret))
+        .collect();
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(10) {
+        let (code, v) = cli(
+            addrs[0],
+            &secret,
+            &["lock", "k", "alice", "--lease-ms", "5000"],
+        );
+        if code == 0 {
+            assert!(v["token"].as_u64().unwrap() >= 1);
+            assert!(v["valid_for_ms"].as_u64().unwrap() > 4000);
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok, "the cluster never accepted a lock");
+    // Node 2 answers `held` only once it hears a majority of masters; a node
+    // whose links are still coming up rightly says `no_quorum`.
+    for a in &addrs {
+        let t = Instant::now();
+        loop {
+            let (code, v) = cli(*a, &secret, &["status"]);
+            let peers = v["peers"].as_object().cloned().unwrap_or_default();
+            if code == 0 && peers.len() == 2 && peers.values().all(|s| s == "up") {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "links never came up: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (code, v) = cli(
+        addrs[1],
+        &secret,
+        &[
+            "lock",
+            "k",
+            "bob",
+            "--lease-ms",
+            "5000",
+            "--wait-ms",
+            "1000",
+        ],
+    );
+    assert_eq!((code, v["error"].as_str()), (1, Some("held")));
+    let (code, v) = cli(addrs[2], &secret, &["read", "k"]);
+    assert_eq!((code, v["value"].as_str()), (0, Some("alice")));
+    let (code, v) = cli(addrs[0], &wrong, &["status"]);
+    assert_eq!((code, v["error"].as_str()), (2, Some("auth")));
+    let (code, v) = cli(addrs[0], &secret, &["status"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["role"], "master");
+    let (code, _) = cli(addrs[0], &secret, &["release", "k", "alice"]);
+    assert_eq!(code, 0);
+    for p in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
