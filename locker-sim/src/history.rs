@@ -21,6 +21,8 @@ pub enum OpKind {
     WaitFor,
     /// `wait_for_release`.
     WaitForRelease,
+    /// `set_w(w)` (administration; no key).
+    SetW(usize),
 }
 
 impl OpKind {
@@ -35,6 +37,7 @@ impl OpKind {
             OpKind::DirtyRead => "dirty_read",
             OpKind::WaitFor => "wait_for",
             OpKind::WaitForRelease => "wait_for_release",
+            OpKind::SetW(_) => "set_w",
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use locker_sim::schedule::Schedule;
 use locker_sim::{run, Faults, SimOptions};
 
 #[derive(Parser)]
@@ -73,9 +74,20 @@ struct SimArgs {
     /// Fault-phase length in simulated seconds.
     #[arg(long, default_value_t = 20.0)]
     sim_secs: f64,
-    /// Operations per simulated second, over all clients.
+    /// Operations started per simulated second, over all clients (open loop).
     #[arg(long, default_value_t = 300.0)]
     ops_per_sec: f64,
+    /// Operations each client may have outstanding at once (on distinct keys).
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
+    /// Membership changes (set_w between majority values) during the fault phase.
+    #[arg(long)]
+    admin: bool,
+    /// An explicit fault schedule instead of the one drawn from the seed,
+    /// in the text form of `locker_sim::schedule::Schedule` (as printed by a
+    /// failing property test), e.g. `halves:5@1200+800,crash:1:0@3000+1500`.
+    #[arg(long)]
+    schedule: Option<String>,
     /// The cluster's max_lease in milliseconds (quarantine scales with it).
     #[arg(long, default_value_t = 10_000)]
     max_lease_ms: u64,
@@ -108,6 +120,13 @@ impl SimArgs {
         if !(0.0..0.1).contains(&self.max_drift) {
             return Err("--max-drift must be in [0, 0.1)".into());
         }
+        if self.pipeline == 0 {
+            return Err("--pipeline must be at least 1".into());
+        }
+        let schedule = match &self.schedule {
+            Some(s) => Some(s.parse::<Schedule>()?),
+            None => None,
+        };
         Ok(SimOptions {
             masters: self.masters,
             replicas: self.replicas,
@@ -119,6 +138,9 @@ impl SimArgs {
             drift: self.drift,
             sim_secs: self.sim_secs,
             ops_per_sec: self.ops_per_sec,
+            pipeline: self.pipeline,
+            admin: self.admin,
+            schedule,
             max_lease_ms: self.max_lease_ms,
             persist_ceiling: !self.no_ceiling,
             quarantine: !self.no_quarantine,
@@ -128,9 +150,15 @@ impl SimArgs {
 
     fn replay_flags(&self) -> String {
         let mut s = format!(
-            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {} --max-lease-ms {}",
-            self.masters, self.replicas, self.clients, self.faults, self.max_drift, self.sim_secs, self.ops_per_sec, self.max_lease_ms
+            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {} --pipeline {} --max-lease-ms {}",
+            self.masters, self.replicas, self.clients, self.faults, self.max_drift, self.sim_secs, self.ops_per_sec, self.pipeline, self.max_lease_ms
         );
+        if self.admin {
+            s += " --admin";
+        }
+        if let Some(sch) = &self.schedule {
+            s += &format!(" --schedule {sch}");
+        }
         if let Some(w) = self.w {
             s += &format!(" --w {w}");
         }
@@ -157,6 +185,14 @@ struct Summary {
     violations: BTreeMap<String, u64>,
     operations: BTreeMap<String, u64>,
     sim_seconds: f64,
+    /// Workload operations started per simulated second of fault phase.
+    ops_per_sim_second: f64,
+    /// Arrivals dropped because their client had no idle slot.
+    dropped_arrivals: u64,
+    #[serde(skip)]
+    fault_phase_ops: u64,
+    #[serde(skip)]
+    fault_phase_seconds: f64,
     wall_seconds: f64,
     events: u64,
     events_per_second: f64,
@@ -167,6 +203,9 @@ fn add(summary: &mut Summary, r: &locker_sim::RunResult) {
     summary.seeds += 1;
     summary.events += r.events;
     summary.sim_seconds += r.sim_micros as f64 / 1e6;
+    summary.fault_phase_ops += r.fault_phase_ops() as u64;
+    summary.fault_phase_seconds += r.fault_phase_micros as f64 / 1e6;
+    summary.dropped_arrivals += r.dropped;
     for (name, v) in &r.report.violations {
         *summary.violations.entry(name.to_string()).or_default() += v.len() as u64;
     }
@@ -191,6 +230,8 @@ fn print(summary: &mut Summary, wall: f64, json: bool, flags: &str) {
     summary.failed_seeds.sort();
     summary.events_per_second = summary.events as f64 / wall.max(1e-9);
     summary.cluster_seconds_per_wall_second = summary.sim_seconds / wall.max(1e-9);
+    summary.ops_per_sim_second =
+        summary.fault_phase_ops as f64 / summary.fault_phase_seconds.max(1e-9);
     if json {
         println!("{}", serde_json::to_string(summary).expect("serializable"));
     } else {
@@ -201,6 +242,10 @@ fn print(summary: &mut Summary, wall: f64, json: bool, flags: &str) {
         );
         println!("violations: {:?}", summary.violations);
         println!("operations: {:?}", summary.operations);
+        println!(
+            "workload: {:.1} operations started per simulated second of fault phase, {} arrivals dropped (no idle slot)",
+            summary.ops_per_sim_second, summary.dropped_arrivals
+        );
         println!(
             "simulated: {:.1} s  wall: {:.2} s  events: {}  events/s: {:.0}  cluster-s per wall-s: {:.1}",
             summary.sim_seconds, wall, summary.events, summary.events_per_second, summary.cluster_seconds_per_wall_second
@@ -276,6 +321,10 @@ fn main() -> ExitCode {
             };
             let next = AtomicU64::new(a);
             let done = AtomicUsize::new(0);
+            let events = AtomicU64::new(0);
+            let failures = AtomicUsize::new(0);
+            let last_report = Mutex::new(Instant::now());
+            let flags = opts.replay_flags();
             let results = Mutex::new(Vec::new());
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -293,8 +342,34 @@ fn main() -> ExitCode {
                         add(&mut one, &r);
                         results.lock().expect("lock").push(one);
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if tty {
-                            eprint!("\r{d}/{} seeds", b - a);
+                        let ev = events.fetch_add(r.events, Ordering::Relaxed) + r.events;
+                        let failed = if r.report.ok() {
+                            failures.load(Ordering::Relaxed)
+                        } else {
+                            // Say at once, so that a long run is useful before it ends.
+                            eprintln!(
+                                "{}failed: locker-sim replay --seed {seed} {flags}",
+                                if tty { "\r" } else { "" }
+                            );
+                            failures.fetch_add(1, Ordering::Relaxed) + 1
+                        };
+                        // Progress: on a terminal after every seed; otherwise
+                        // (a log) a line every ten wall seconds and at the end.
+                        // Wall time is only reported, never fed to a run.
+                        let total = b - a;
+                        let mut last = last_report.lock().expect("lock");
+                        let wall = started.elapsed().as_secs_f64();
+                        if tty || last.elapsed().as_secs_f64() >= 10.0 || d as u64 == total {
+                            *last = Instant::now();
+                            let line = format!(
+                                "{d}/{total} seeds, {failed} failed, {wall:.0} s, {:.2} M events/s",
+                                ev as f64 / wall.max(1e-9) / 1e6
+                            );
+                            if tty {
+                                eprint!("\r{line}");
+                            } else {
+                                eprintln!("{line}");
+                            }
                         }
                     });
                 }
@@ -307,6 +382,9 @@ fn main() -> ExitCode {
                 summary.seeds += one.seeds;
                 summary.events += one.events;
                 summary.sim_seconds += one.sim_seconds;
+                summary.fault_phase_ops += one.fault_phase_ops;
+                summary.fault_phase_seconds += one.fault_phase_seconds;
+                summary.dropped_arrivals += one.dropped_arrivals;
                 summary.failed_seeds.extend(one.failed_seeds);
                 for (k, v) in one.violations {
                     *summary.violations.entry(k).or_default() += v;

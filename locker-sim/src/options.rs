@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::schedule::Schedule;
+
 /// The kinds of fault a run may inject (`--faults` names them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Faults {
@@ -36,6 +38,31 @@ impl Faults {
             crash: bits & 32 != 0,
             pause: bits & 64 != 0,
             skew: bits & 128 != 0,
+        }
+    }
+}
+
+/// `none`, `all`, or the comma list that [`Faults::parse`] reads back.
+impl std::fmt::Display for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Faults::all() {
+            return write!(f, "all");
+        }
+        let names = [
+            (self.loss, "loss"),
+            (self.dup, "dup"),
+            (self.reorder, "reorder"),
+            (self.delay, "delay"),
+            (self.partition, "partition"),
+            (self.crash, "crash"),
+            (self.pause, "pause"),
+            (self.skew, "skew"),
+        ];
+        let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
+        if on.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", on.join(","))
         }
     }
 }
@@ -101,8 +128,13 @@ pub struct SimOptions {
     pub drift: Option<f64>,
     /// Length of the fault phase, in simulated seconds.
     pub sim_secs: f64,
-    /// Operations per simulated second, over all clients.
+    /// Operations started per simulated second, over all clients (an open
+    /// loop: an arrival that finds every slot of its client busy is dropped).
     pub ops_per_sec: f64,
+    /// Operations each client may have outstanding at once, on distinct keys.
+    pub pipeline: usize,
+    /// Membership changes (`set_w` between majority values) in the workload.
+    pub admin: bool,
     /// The cluster's `max_lease`, in milliseconds (quarantine scales with it).
     pub max_lease_ms: u64,
     /// Persist the token ceiling across crashes (a host with durable storage).
@@ -116,6 +148,8 @@ pub struct SimOptions {
     pub crash_all_masters_at: Option<f64>,
     /// Keep a partition that isolates these nodes (by index) for the whole run.
     pub isolate_forever: Vec<usize>,
+    /// The fault schedule; `None` draws it from the seed (within `faults`).
+    pub schedule: Option<Schedule>,
 }
 
 impl Default for SimOptions {
@@ -131,12 +165,15 @@ impl Default for SimOptions {
             drift: None,
             sim_secs: 20.0,
             ops_per_sec: 300.0,
+            pipeline: 8,
+            admin: false,
             max_lease_ms: 10_000,
             persist_ceiling: true,
             quarantine: true,
             heal_in_quiet: true,
             crash_all_masters_at: None,
             isolate_forever: Vec::new(),
+            schedule: None,
         }
     }
 }

@@ -9,9 +9,9 @@ use crate::history::OpKind;
 use crate::rng::SimRng;
 
 /// Keys with short leases: mutual exclusion and fencing.
-pub const MUTEX_KEYS: u64 = 4;
+pub const MUTEX_KEYS: u64 = 8;
 /// Keys with `max_lease` leases, used for a bounded time: linearizability.
-pub const LIN_KEYS: u64 = 3;
+pub const LIN_KEYS: u64 = 4;
 
 /// What a client believes it holds.
 #[derive(Clone, Debug)]
@@ -30,19 +30,55 @@ pub struct Holding {
     pub lin: bool,
 }
 
-/// One client process.
+/// One of a client's slots: at most one operation outstanding, at most one
+/// tenure held. A client's slots work on distinct keys.
+#[derive(Clone, Debug, Default)]
+pub struct Slot {
+    /// Outstanding request id, if any.
+    pub pending: Option<u64>,
+    /// The key of the outstanding request.
+    pub pending_key: Option<String>,
+    /// Its tenure, if any.
+    pub holding: Option<Holding>,
+    /// Busy (a holder paused past its deadline) until this real instant.
+    pub busy_until: u64,
+}
+
+impl Slot {
+    /// Free to start an operation at real instant `now`.
+    pub fn idle(&self, now: u64) -> bool {
+        self.pending.is_none() && self.busy_until <= now
+    }
+}
+
+/// One client process: a node beside it and several slots, so that it can
+/// pipeline operations on distinct keys.
 #[derive(Clone, Debug)]
 pub struct Client {
     /// Index of its client-only node.
     pub node: usize,
-    /// Outstanding request id, if any.
-    pub pending: Option<u64>,
-    /// Its tenure, if any.
-    pub holding: Option<Holding>,
+    /// Its slots (`SimOptions::pipeline` of them).
+    pub slots: Vec<Slot>,
     /// Counter for unique values.
     pub counter: u64,
     /// The probe stage in the quiet phase (0 none, 1 lock sent, 2 wfr sent, 3 done).
     pub probe_stage: u8,
+}
+
+impl Client {
+    /// Keys some slot is working on (outstanding request or tenure).
+    pub fn busy_keys(&self) -> Vec<&str> {
+        let mut keys = Vec::new();
+        for s in &self.slots {
+            if let Some(k) = &s.pending_key {
+                keys.push(k.as_str());
+            }
+            if let Some(h) = &s.holding {
+                keys.push(h.key.as_str());
+            }
+        }
+        keys
+    }
 }
 
 /// A chosen operation: the request, where it goes, and how it is recorded.
@@ -72,28 +108,59 @@ fn release(h: &Holding, key: Vec<u8>, value: Vec<u8>, with_token: bool) -> Actio
     }
 }
 
+/// How long a client waits for the answer to `req` before it gives up (the
+/// outcome then stays unknown): the request's own wait or timeout, plus one
+/// second for the network and the core's last attempt.
+pub fn patience(req: &Request) -> Duration {
+    let own = match req {
+        Request::Lock { wait, .. }
+        | Request::Update { wait, .. }
+        | Request::Extend { wait, .. }
+        | Request::Release { wait, .. }
+        | Request::Read { wait, .. } => *wait,
+        Request::WaitFor { timeout, .. } | Request::WaitForRelease { timeout, .. } => *timeout,
+        Request::DirtyRead { .. } => Duration::ZERO,
+        _ => ms(3_000),
+    };
+    own + ms(1_000)
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// Chooses a client's next operation when it holds nothing.
+/// Picks one of `count` keys named `prefix{i}` that is not in `busy`.
+fn free_key(rng: &mut SimRng, prefix: &str, count: u64, busy: &[&str]) -> Option<String> {
+    let free: Vec<String> = (0..count)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| !busy.contains(&k.as_str()))
+        .collect();
+    if free.is_empty() {
+        return None;
+    }
+    let i = rng.range(0, free.len() as u64) as usize;
+    free.into_iter().nth(i)
+}
+
+/// Chooses the next operation of a slot that holds nothing, on a key no
+/// other slot of the client is using; `None` if every key of the chosen
+/// kind is busy.
 pub fn choose_free(
     rng: &mut SimRng,
     client: usize,
     counter: &mut u64,
     lin_epoch: u64,
     max_lease_ms: u64,
-) -> Action {
+    busy: &[&str],
+) -> Option<Action> {
+    let r = rng.range(0, 100);
+    let key = if (30..60).contains(&r) {
+        free_key(rng, &format!("l{lin_epoch}-"), LIN_KEYS, busy)?
+    } else {
+        free_key(rng, "m", MUTEX_KEYS, busy)?
+    };
     *counter += 1;
     let value = format!("c{client}-{counter}");
-    let mkey = format!("m{}", rng.range(0, MUTEX_KEYS));
-    let lkey = format!("l{lin_epoch}-{}", rng.range(0, LIN_KEYS));
-    let r = rng.range(0, 100);
-    let key = if r < 30 || (60..70).contains(&r) || r >= 70 {
-        mkey
-    } else {
-        lkey
-    };
     let k = key.as_bytes().to_vec();
     let (req, kind, remote) = match r {
         0..=29 => (
@@ -142,12 +209,12 @@ pub fn choose_free(
             true,
         ),
     };
-    Action {
+    Some(Action {
         req,
         kind,
         key,
         remote,
-    }
+    })
 }
 
 /// What a holder does next.

@@ -11,12 +11,13 @@ use locker_core::{
 
 use crate::checkers::{self, Report};
 use crate::clock::Clock;
-use crate::faults;
+use crate::faults::{self, Fault};
 use crate::history::{Grant, History, Op, OpKind, Window};
-use crate::network::Network;
+use crate::network::{Burst, Network};
 use crate::options::SimOptions;
 use crate::rng::SimRng;
-use crate::workload::{self, Client, HolderStep, Holding};
+use crate::schedule::{FaultKind, Schedule};
+use crate::workload::{self, Client, HolderStep, Holding, Slot};
 
 /// Something scheduled at a real instant.
 #[derive(Debug)]
@@ -37,8 +38,12 @@ pub enum Event {
         /// Timer generation.
         gen: u64,
     },
-    /// A client decides what to do next.
+    /// An operation arrives at a client (the open-loop workload).
     ClientWake(usize),
+    /// A client takes the next step of its liveness probe.
+    ProbeStep(usize),
+    /// An administrator changes the membership.
+    Admin,
     /// A client's request reaches a node.
     Request {
         /// Node index.
@@ -58,7 +63,7 @@ pub enum Event {
     /// A client gives up waiting for `rid`.
     ClientTimeout(u64),
     /// A fault or phase change.
-    Fault(faults::Fault),
+    Fault(Fault),
     /// A holder back from a pause writes with its old token.
     StaleWrite {
         /// The key.
@@ -80,6 +85,8 @@ struct Proc {
 
 struct PendingReq {
     client: usize,
+    /// The client's slot (`None` for administration).
+    slot: Option<usize>,
     op: usize,
     send_local: u64,
     remote_node: Option<usize>,
@@ -112,6 +119,11 @@ pub struct World {
     resource: BTreeMap<String, u64>,
     snapshot: Option<checkers::Stores>,
     invariant_errors: Vec<String>,
+    schedule: Schedule,
+    quiet_at: u64,
+    /// Workload arrivals dropped because every slot of the client was busy.
+    pub dropped: u64,
+    admin_pending: Option<u64>,
 }
 
 /// Real microseconds from seconds.
@@ -160,8 +172,7 @@ impl World {
         let clients = (0..opts.clients)
             .map(|c| Client {
                 node: opts.masters + opts.replicas + c,
-                pending: None,
-                holding: None,
+                slots: vec![Slot::default(); opts.pipeline.max(1)],
                 counter: 0,
                 probe_stage: 0,
             })
@@ -188,6 +199,10 @@ impl World {
             resource: BTreeMap::new(),
             snapshot: None,
             invariant_errors: Vec::new(),
+            schedule: Schedule::default(),
+            quiet_at,
+            dropped: 0,
+            admin_pending: None,
         };
         for p in 0..n {
             world.drain(p);
@@ -196,13 +211,36 @@ impl World {
             let t = world.rng.range(0, 100_000);
             world.push(t, Event::ClientWake(c));
         }
-        let schedule = faults::schedule(&mut world.rng, &world.opts, quiet_at);
-        for (t, f) in schedule {
-            world.push(t, Event::Fault(f));
+        let schedule = match &world.opts.schedule {
+            Some(s) => s.clone(),
+            None => faults::draw(&mut world.rng, &world.opts, quiet_at),
+        };
+        for (i, e) in schedule.events.iter().enumerate() {
+            let at = e.at_ms as u64 * 1_000;
+            if at < quiet_at {
+                world.push(at, Event::Fault(Fault::Start(i)));
+            }
         }
-        world.push(quiet_at, Event::Fault(faults::Fault::QuietStart));
-        world.push(probe_at, Event::Fault(faults::Fault::Probe));
-        world.push(probe_at + 1_000_000, Event::Fault(faults::Fault::Snapshot));
+        world.schedule = schedule;
+        if let Some(at) = world.opts.crash_all_masters_at {
+            world.push(secs(at), Event::Fault(Fault::CrashAllMasters));
+        }
+        if !world.opts.isolate_forever.is_empty() {
+            let iso = world.opts.isolate_forever.clone();
+            let a = world.opts.nodes();
+            let links = (0..a)
+                .flat_map(|x| (0..a).map(move |y| (x, y)))
+                .filter(|(x, y)| iso.contains(x) != iso.contains(y))
+                .collect();
+            world.net.cut_forever(links);
+        }
+        if world.opts.admin {
+            let t = world.rng.range(0, 2_000_000);
+            world.push(t, Event::Admin);
+        }
+        world.push(quiet_at, Event::Fault(Fault::QuietStart));
+        world.push(probe_at, Event::Fault(Fault::Probe));
+        world.push(probe_at + 1_000_000, Event::Fault(Fault::Snapshot));
         world
     }
 
@@ -242,6 +280,8 @@ impl World {
             sim_micros: self.end_at,
             trace: self.trace.unwrap_or_default(),
             ops: std::mem::take(&mut self.history.ops),
+            dropped: self.dropped,
+            fault_phase_micros: self.quiet_at,
         }
     }
 
@@ -284,11 +324,11 @@ impl World {
         match ev {
             Event::Deliver { to, .. } => Some(*to),
             Event::Timer { node, .. } | Event::Request { node, .. } => Some(*node),
-            Event::ClientWake(c) => Some(self.clients[*c].node),
+            Event::ClientWake(c) | Event::ProbeStep(c) => Some(self.clients[*c].node),
             Event::ClientReply { rid, .. } | Event::ClientTimeout(rid) => {
                 self.requests.get(rid).map(|r| self.clients[r.client].node)
             }
-            Event::Fault(_) | Event::StaleWrite { .. } => None,
+            Event::Fault(_) | Event::StaleWrite { .. } | Event::Admin => None,
         }
     }
 
@@ -346,15 +386,25 @@ impl World {
                 n.handle_request(local, RequestId(rid), req);
                 self.drain(node);
             }
-            Event::ClientWake(c) => self.client_wake(c),
+            Event::ClientWake(c) => self.client_arrival(c),
+            Event::ProbeStep(c) => self.probe_step(c),
+            Event::Admin => self.admin(),
             Event::ClientReply { rid, reply } => self.client_reply(rid, reply),
             Event::ClientTimeout(rid) => {
                 if let Some(r) = self.requests.remove(&rid) {
                     self.trace(|| format!("client {} timeout {rid}", r.client));
-                    self.clients[r.client].pending = None;
-                    self.after_indeterminate(r.client, r.op);
-                    let wake = self.now + 1;
-                    self.push(wake, Event::ClientWake(r.client));
+                    if let Some(s) = r.slot {
+                        let slot = &mut self.clients[r.client].slots[s];
+                        slot.pending = None;
+                        slot.pending_key = None;
+                        self.after_indeterminate(r.client, s, r.op);
+                    } else {
+                        self.admin_pending = None;
+                    }
+                    if self.clients[r.client].probe_stage > 0 {
+                        let wake = self.now + 1;
+                        self.push(wake, Event::ProbeStep(r.client));
+                    }
                 }
             }
             Event::StaleWrite { key, token } => self.resource_write(key, token),
@@ -432,13 +482,16 @@ impl World {
             .real_at(Time::from_micros(local))
     }
 
-    fn think(&mut self, c: usize) {
+    /// Schedules client `c`'s next arrival: a Poisson process, so that the
+    /// clients together start `ops_per_sec` operations per simulated second
+    /// when they have idle slots.
+    fn next_arrival(&mut self, c: usize) {
         let mean = self.opts.clients as f64 / self.opts.ops_per_sec.max(0.001) * 1e6;
         let t = self.now + self.rng.exp(mean) as u64 + 1;
         self.push(t, Event::ClientWake(c));
     }
 
-    fn send(&mut self, c: usize, action: workload::Action, probe: bool) {
+    fn send(&mut self, c: usize, slot: Option<usize>, action: workload::Action, probe: bool) {
         let rid = self.next_rid;
         self.next_rid += 1;
         let node = if action.remote {
@@ -450,21 +503,21 @@ impl World {
         let op = self.history.ops.len();
         self.history.ops.push(Op {
             client: c,
-            key: action.key,
+            key: action.key.clone(),
             kind: action.kind,
             invoke: self.now,
             ret: None,
             probe,
         });
         let send_local = self.client_local(c);
-        if let Request::Extend { lease, .. } = &action.req {
+        if let (Request::Extend { lease, .. }, Some(s)) = (&action.req, slot) {
             // An extend may shorten the lease on the masters as soon as it
             // lands: until it answers, the holder assumes the shorter of its
             // deadline and the new lease's worst case on its own clock.
             let d = self.opts.max_drift;
             let worst = send_local + (lease.as_micros() as f64 * (1.0 - d) / (1.0 + d)) as u64;
             let end = self.real_of(c, worst);
-            if let Some(h) = &mut self.clients[c].holding {
+            if let Some(h) = &mut self.clients[c].slots[s].holding {
                 h.deadline_local = h.deadline_local.min(worst);
                 let w = &mut self.history.windows[h.window];
                 w.end = w.end.min(end);
@@ -474,12 +527,21 @@ impl World {
             rid,
             PendingReq {
                 client: c,
+                slot,
                 op,
                 send_local,
                 remote_node: action.remote.then_some(node),
             },
         );
-        self.clients[c].pending = Some(rid);
+        match slot {
+            Some(s) => {
+                let slot = &mut self.clients[c].slots[s];
+                slot.pending = Some(rid);
+                slot.pending_key = Some(action.key);
+            }
+            None => self.admin_pending = Some(rid),
+        }
+        let patience = workload::patience(&action.req).as_micros() as u64;
         let at = if action.remote {
             self.net
                 .plan(&mut self.rng, self.now, self.clients[c].node, node)
@@ -498,33 +560,44 @@ impl World {
                 },
             );
         }
-        let timeout = self.now + 5_000_000;
+        let timeout = self.now + patience;
         self.push(timeout, Event::ClientTimeout(rid));
     }
 
-    fn client_wake(&mut self, c: usize) {
-        if self.clients[c].pending.is_some() {
+    /// An operation arrives at client `c`: one of its idle slots takes it.
+    fn client_arrival(&mut self, c: usize) {
+        if !self.workload_on || self.now >= self.probe_at {
             return;
         }
+        self.next_arrival(c);
+        let now = self.now;
+        let idle: Vec<usize> = (0..self.clients[c].slots.len())
+            .filter(|&s| self.clients[c].slots[s].idle(now))
+            .collect();
+        if idle.is_empty() {
+            self.dropped += 1;
+            return;
+        }
+        let s = idle[self.rng.range(0, idle.len() as u64) as usize];
+        self.slot_step(c, s);
+    }
+
+    /// Slot `s` of client `c` takes its next step: a holder acts on its
+    /// tenure, a free slot starts an operation on a key no other slot of the
+    /// client is using.
+    fn slot_step(&mut self, c: usize, s: usize) {
         let local = self.client_local(c);
-        if let Some(h) = &self.clients[c].holding {
+        if let Some(h) = &self.clients[c].slots[s].holding {
             if local >= h.deadline_local {
-                self.clients[c].holding = None;
+                self.clients[c].slots[s].holding = None;
             }
         }
-        if self.now >= self.probe_at {
-            self.probe_step(c);
-            return;
-        }
-        if !self.workload_on {
-            return;
-        }
-        if let Some(h) = self.clients[c].holding.clone() {
+        if let Some(h) = self.clients[c].slots[s].holding.clone() {
             let lin_epoch = self.lin_epoch();
             if h.lin && !h.key.starts_with(&format!("l{lin_epoch}-")) {
                 // The epoch moved on: abandon the key (it expires unchecked).
-                self.end_window(c, self.now);
-                self.clients[c].holding = None;
+                self.end_window(c, s, self.now);
+                self.clients[c].slots[s].holding = None;
             } else {
                 let pause = self.opts.faults.pause && self.net.faulty;
                 let mut counter = self.clients[c].counter;
@@ -540,23 +613,27 @@ impl World {
                     HolderStep::Send(a) => {
                         if matches!(a.kind, OpKind::Release(_)) {
                             // A holder stops acting as holder when it asks to release.
-                            self.end_window(c, self.now);
+                            self.end_window(c, s, self.now);
                         }
-                        self.send(c, a, false);
+                        self.send(c, Some(s), a, false);
                     }
-                    HolderStep::UseToken => {
-                        self.use_token(c);
-                        self.think(c);
-                    }
+                    HolderStep::UseToken => self.use_token(c, s),
                     HolderStep::PausePastDeadline => {
                         let wake = self.real_of(c, h.deadline_local) + 500_000;
-                        self.end_window(c, self.now);
-                        self.clients[c].holding = None;
-                        self.history.fenced_rejections += 0;
+                        self.end_window(c, s, self.now);
+                        self.clients[c].slots[s].holding = None;
+                        self.clients[c].slots[s].busy_until = wake;
                         let key = h.key.clone();
                         self.trace(|| format!("client {c} pauses past deadline on {key}"));
-                        // After the pause it writes with its stale token; the resource must reject it if a newer token was used.
-                        self.stale_write_at(c, wake, h);
+                        // After the pause it writes with its stale token; the
+                        // resource must reject it if a newer token was used.
+                        self.push(
+                            wake,
+                            Event::StaleWrite {
+                                key: h.key,
+                                token: h.token,
+                            },
+                        );
                     }
                 }
                 return;
@@ -564,36 +641,59 @@ impl World {
         }
         let mut counter = self.clients[c].counter;
         let epoch = self.lin_epoch();
+        let busy: Vec<String> = self.clients[c]
+            .busy_keys()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
         let a = workload::choose_free(
             &mut self.rng,
             c,
             &mut counter,
             epoch,
             self.opts.max_lease_ms,
+            &busy,
         );
         self.clients[c].counter = counter;
-        self.send(c, a, false);
+        match a {
+            Some(a) => self.send(c, Some(s), a, false),
+            None => self.dropped += 1,
+        }
     }
 
     fn lin_epoch(&self) -> u64 {
         self.now / (self.opts.max_lease_ms * 400).max(1)
     }
 
-    fn stale_write_at(&mut self, c: usize, at: u64, h: Holding) {
-        // Modelled at decision time with the resource state at `at`: the
-        // resource's highest token for the key is read when the write lands.
-        self.push(
-            at,
-            Event::StaleWrite {
-                key: h.key,
-                token: h.token,
-            },
-        );
-        self.push(at, Event::ClientWake(c));
+    /// An administrator changes the write quorum to another majority value,
+    /// through a client's node (which applies it and tells every storing
+    /// node), every one to four simulated seconds of the fault phase.
+    fn admin(&mut self) {
+        if self.now >= self.quiet_at {
+            return;
+        }
+        let next = self.now + self.rng.range(1_000_000, 4_000_000);
+        self.push(next, Event::Admin);
+        if self.admin_pending.is_some() || self.clients.is_empty() {
+            return;
+        }
+        let majority = self.opts.masters / 2 + 1;
+        let w = self
+            .rng
+            .range(majority as u64, self.opts.masters as u64 + 1) as usize;
+        let c = self.rng.range(0, self.clients.len() as u64) as usize;
+        let action = workload::Action {
+            req: Request::SetW { w },
+            kind: OpKind::SetW(w),
+            key: String::new(),
+            remote: false,
+        };
+        self.send(c, None, action, false);
     }
 
-    fn use_token(&mut self, c: usize) {
-        if let Some(h) = &self.clients[c].holding {
+    fn use_token(&mut self, c: usize, s: usize) {
+        if let Some(h) = &self.clients[c].slots[s].holding {
             let key = h.key.clone();
             let token = h.token;
             self.resource_write(key, token);
@@ -609,22 +709,22 @@ impl World {
         }
     }
 
-    fn end_window(&mut self, c: usize, at: u64) {
-        if let Some(h) = &self.clients[c].holding {
+    fn end_window(&mut self, c: usize, s: usize, at: u64) {
+        if let Some(h) = &self.clients[c].slots[s].holding {
             let w = &mut self.history.windows[h.window];
             w.end = w.end.min(at);
         }
     }
 
-    fn after_indeterminate(&mut self, c: usize, op: usize) {
+    fn after_indeterminate(&mut self, c: usize, s: usize, op: usize) {
         // An update or release of unknown outcome: the holder no longer knows
         // its value, so it abandons the tenure.
         if matches!(
             self.history.ops[op].kind,
             OpKind::Update(..) | OpKind::Release(_)
         ) {
-            self.end_window(c, self.now);
-            self.clients[c].holding = None;
+            self.end_window(c, s, self.now);
+            self.clients[c].slots[s].holding = None;
         }
     }
 
@@ -633,10 +733,15 @@ impl World {
             return;
         };
         let c = r.client;
-        self.clients[c].pending = None;
         self.trace(|| format!("client {c} reply {rid} {reply:?}"));
         let op = r.op;
         self.history.ops[op].ret = Some((self.now, reply.clone()));
+        let Some(s) = r.slot else {
+            self.admin_pending = None;
+            return;
+        };
+        self.clients[c].slots[s].pending = None;
+        self.clients[c].slots[s].pending_key = None;
         let _ = r.remote_node;
         let kind = self.history.ops[op].kind.clone();
         let key = self.history.ops[op].key.clone();
@@ -659,7 +764,7 @@ impl World {
                     end,
                 });
                 if !self.history.ops[op].probe {
-                    self.clients[c].holding = Some(Holding {
+                    self.clients[c].slots[s].holding = Some(Holding {
                         lin: key.starts_with('l'),
                         key,
                         value: v.clone(),
@@ -667,19 +772,21 @@ impl World {
                         deadline_local,
                         window,
                     });
-                    self.use_token(c);
+                    self.use_token(c, s);
                 }
             }
             (OpKind::Extend(_), Ok(Response::Extended(lease))) => {
                 let deadline_local = r.send_local + lease.validity.as_micros() as u64;
                 let end = self.real_of(c, deadline_local);
-                if let Some(h) = &mut self.clients[c].holding {
+                let now = self.now;
+                let slot = &mut self.clients[c].slots[s];
+                if let Some(h) = &mut slot.holding {
                     let w = &mut self.history.windows[h.window];
-                    if w.end <= self.now {
+                    if w.end <= now {
                         // The reply came after the holder's validity ran
                         // out: it has already acted as if it lost the key,
                         // and a lost tenure is never taken up again.
-                        self.clients[c].holding = None;
+                        slot.holding = None;
                     } else {
                         h.deadline_local = deadline_local;
                         w.end = end;
@@ -687,31 +794,32 @@ impl World {
                 }
             }
             (OpKind::Update(_, nv), Ok(Response::Updated { .. })) => {
-                if let Some(h) = &mut self.clients[c].holding {
+                if let Some(h) = &mut self.clients[c].slots[s].holding {
                     h.value = nv.clone();
                 }
             }
             (OpKind::Release(_), _) => {
-                self.clients[c].holding = None;
+                self.clients[c].slots[s].holding = None;
             }
             (_, Err(e)) if !matches!(e.code(), "held" | "not_owner" | "not_found") => {
-                self.after_indeterminate(c, op);
+                self.after_indeterminate(c, s, op);
             }
             (OpKind::Update(..), Err(_)) => {
-                self.end_window(c, self.now);
-                self.clients[c].holding = None;
+                self.end_window(c, s, self.now);
+                self.clients[c].slots[s].holding = None;
             }
             _ => {}
         }
         if self.clients[c].probe_stage > 0 {
             let t = self.now + 1;
-            self.push(t, Event::ClientWake(c));
-        } else {
-            self.think(c);
+            self.push(t, Event::ProbeStep(c));
         }
     }
 
     fn probe_step(&mut self, c: usize) {
+        if self.clients[c].slots[0].pending.is_some() {
+            return;
+        }
         let stage = self.clients[c].probe_stage;
         let key = format!("probe{c}");
         let action = match stage {
@@ -749,38 +857,65 @@ impl World {
             _ => return,
         };
         self.clients[c].probe_stage = stage + 1;
-        self.send(c, action, true);
+        self.send(c, Some(0), action, true);
     }
 
-    fn apply_fault(&mut self, f: faults::Fault) {
-        use faults::Fault;
+    fn crash(&mut self, p: usize) {
+        let proc = &mut self.procs[p];
+        if proc.node.take().is_some() {
+            proc.timer_gen += 1;
+            proc.timer_at = None;
+        }
+    }
+
+    fn apply_fault(&mut self, f: Fault) {
+        let n = self.opts.nodes();
+        let storing = self.opts.masters + self.opts.replicas;
         match f {
-            Fault::Split(a, b) => self.net.split(&a, &b),
-            Fault::Cut(links) => {
-                for l in links {
-                    self.net.cut.insert(l);
+            Fault::Start(i) => {
+                let e = self.schedule.events[i].clone();
+                let end = self.now + e.for_ms.max(1) as u64 * 1_000;
+                match e.kind {
+                    FaultKind::Partition(p) => {
+                        let links = faults::links(&p, n, self.opts.masters, storing);
+                        self.net.partition(i, links);
+                        self.push(end, Event::Fault(Fault::End(i)));
+                    }
+                    FaultKind::Heal => self.net.heal(),
+                    FaultKind::Crash { node, .. } => {
+                        if storing > 0 {
+                            self.crash(node as usize % storing);
+                            self.push(end, Event::Fault(Fault::End(i)));
+                        }
+                    }
+                    FaultKind::Pause(node) => {
+                        let proc = &mut self.procs[node as usize % n];
+                        proc.paused_until = proc.paused_until.max(end);
+                    }
+                    FaultKind::Loss | FaultKind::Dup | FaultKind::Reorder | FaultKind::Delay => {
+                        self.net.bursts[burst(&e.kind) as usize] += 1;
+                        self.push(end, Event::Fault(Fault::End(i)));
+                    }
                 }
             }
-            Fault::Heal => {
-                self.net.heal();
-                self.isolate_forever();
-            }
-            Fault::Crash(p) => {
-                let proc = &mut self.procs[p];
-                if proc.node.take().is_some() {
-                    proc.timer_gen += 1;
-                    proc.timer_at = None;
+            Fault::End(i) => {
+                let kind = self.schedule.events[i].kind.clone();
+                match kind {
+                    FaultKind::Partition(_) => self.net.lift(i),
+                    FaultKind::Crash { node, jump_ms } => {
+                        self.restart(node as usize % storing.max(1), jump_ms as u64 * 1_000)
+                    }
+                    FaultKind::Loss | FaultKind::Dup | FaultKind::Reorder | FaultKind::Delay => {
+                        let b = &mut self.net.bursts[burst(&kind) as usize];
+                        *b = b.saturating_sub(1);
+                    }
+                    FaultKind::Heal | FaultKind::Pause(_) => {}
                 }
             }
-            Fault::Restart(p) => self.restart(p),
-            Fault::Pause(p, d) => {
-                let until = self.now + d;
-                let proc = &mut self.procs[p];
-                proc.paused_until = proc.paused_until.max(until);
-            }
+            Fault::Restart(p) => self.restart(p, 0),
             Fault::CrashAllMasters => {
                 for p in 0..self.opts.masters {
-                    self.apply_fault(Fault::Crash(p));
+                    self.crash(p);
                 }
                 let at = self.now + 200_000;
                 for p in 0..self.opts.masters {
@@ -792,11 +927,10 @@ impl World {
                 if self.opts.heal_in_quiet {
                     self.net.heal();
                 }
-                self.isolate_forever();
                 for p in 0..self.procs.len() {
                     self.procs[p].paused_until = self.procs[p].paused_until.min(self.now);
                     if self.procs[p].node.is_none() {
-                        self.restart(p);
+                        self.restart(p, 0);
                     }
                 }
             }
@@ -804,44 +938,29 @@ impl World {
             Fault::Probe => {
                 self.workload_on = false;
                 for c in 0..self.clients.len() {
-                    // A client stops waiting for its last operation (its
-                    // outcome stays unknown) and starts the probe.
-                    if let Some(rid) = self.clients[c].pending.take() {
-                        self.requests.remove(&rid);
+                    // A client stops waiting for its operations (their
+                    // outcomes stay unknown) and starts the probe.
+                    for s in 0..self.clients[c].slots.len() {
+                        let slot = &mut self.clients[c].slots[s];
+                        slot.pending_key = None;
+                        if let Some(rid) = slot.pending.take() {
+                            self.requests.remove(&rid);
+                        }
                     }
-                    self.push(self.now, Event::ClientWake(c));
+                    self.push(self.now, Event::ProbeStep(c));
                 }
             }
         }
     }
 
-    fn isolate_forever(&mut self) {
-        let iso = self.opts.isolate_forever.clone();
-        if iso.is_empty() {
-            return;
-        }
-        let rest: Vec<usize> = (0..self.procs.len()).filter(|p| !iso.contains(p)).collect();
-        self.net.split(&iso, &rest);
-    }
-
-    fn restart(&mut self, p: usize) {
+    /// Restarts a crashed node; a reboot starts a fresh monotonic clock,
+    /// `jump_us` ahead of where the old one would read.
+    fn restart(&mut self, p: usize, jump_us: u64) {
         if self.procs[p].node.is_some() {
             return;
         }
-        let skew = self.opts.faults.skew;
-        let drift = self.opts.actual_drift();
-        // A reboot starts a fresh monotonic clock: a jump in offset.
-        let mut clock = random_clock(&mut self.rng, skew, drift);
-        let old = self.procs[p].clock;
-        clock.rate = old.rate;
-        clock.offset = if skew {
-            self.rng.range(0, 1 << 40)
-        } else {
-            old.offset
-        };
-        // Keep local(now) consistent with a fresh origin.
         let proc = &mut self.procs[p];
-        proc.clock = clock;
+        proc.clock.offset = proc.clock.offset.saturating_add(jump_us);
         let local = proc.clock.local(self.now);
         let ceiling = if self.opts.persist_ceiling {
             proc.persisted
@@ -856,6 +975,15 @@ impl World {
         proc.node = Some(node.expect("valid config"));
         self.trace(|| format!("restart {p}"));
         self.drain(p);
+    }
+}
+
+fn burst(k: &FaultKind) -> Burst {
+    match k {
+        FaultKind::Loss => Burst::Loss,
+        FaultKind::Dup => Burst::Dup,
+        FaultKind::Reorder => Burst::Reorder,
+        _ => Burst::Delay,
     }
 }
 
@@ -886,6 +1014,21 @@ pub struct RunResult {
     pub trace: String,
     /// Every operation (for outcome counts).
     pub ops: Vec<Op>,
+    /// Workload arrivals dropped because their client had no idle slot (or
+    /// no free key).
+    pub dropped: u64,
+    /// Length of the fault phase, in microseconds.
+    pub fault_phase_micros: u64,
+}
+
+impl RunResult {
+    /// Workload operations started during the fault phase.
+    pub fn fault_phase_ops(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| !o.probe && o.invoke < self.fault_phase_micros)
+            .count()
+    }
 }
 
 /// Runs one seed to the end.
