@@ -56,26 +56,62 @@ fn cli(node: SocketAddr, secret: &std::path::Path, args: &[&str]) -> (i32, serde
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// Serve processes, killed when dropped.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// Starts three masters on free loopback ports and waits until each answers.
+/// A port found free may be taken before the node binds it (by a test
+/// running beside this one): then start again on other ports.
+fn start_cluster(secret: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
+    'attempt: for _ in 0..5 {
+        let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let masters = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Procs(
+            addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| serve(i as u64 + 1, *a, &masters, secret))
+                .collect(),
+        );
+        for (i, a) in addrs.iter().enumerate() {
+            let t = Instant::now();
+            while cli(*a, secret, &["status"]).0 != 0 {
+                let exited = procs.0[i].try_wait().unwrap().is_some();
+                if exited || t.elapsed() > Duration::from_secs(10) {
+                    continue 'attempt;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        return (procs, addrs);
+    }
+    panic!("could not start three serve processes");
+}
+
 #[test]
 fn three_serve_processes_and_the_command_line() {
     let dir = std::env::temp_dir().join(format!("locker-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("secret");
-    std::fs::write(&secret, "s3cret\n").unwrap();
+    // Unique, so a node of a test running beside this one never answers.
+    std::fs::write(&secret, format!("s3cret {}\n", std::process::id())).unwrap();
     let wrong = dir.join("wrong");
     std::fs::write(&wrong, "nope\n").unwrap();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let masters = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut procs: Vec<_> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| serve(i as u64 + 1, *a, &masters, &secret))
-        .collect();
+    let (procs, addrs) = start_cluster(&secret);
     let t = Instant::now();
     let mut ok = false;
     while t.elapsed() < Duration::from_secs(10) {
@@ -133,9 +169,6 @@ fn three_serve_processes_and_the_command_line() {
     assert_eq!(v["role"], "master");
     let (code, _) = cli(addrs[0], &secret, &["release", "k", "alice"]);
     assert_eq!(code, 0);
-    for p in &mut procs {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
+    drop(procs);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -10,14 +10,7 @@ use locker_smol::SmolRuntime;
 use locker_tokio::TokioRuntime;
 use std::sync::Arc;
 
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(fut)
-}
+mod support;
 
 /// n2 and n4 under smol, the others under tokio.
 fn alternating() -> Placement<TokioRuntime> {
@@ -34,6 +27,6 @@ fn alternating() -> Placement<TokioRuntime> {
 
 locker_host::conformance_suite!(
     runtime: TokioRuntime,
-    block_on: block_on,
+    block_on: support::block_on,
     place: alternating(),
 );
