@@ -147,35 +147,6 @@ impl SimArgs {
             ..SimOptions::default()
         })
     }
-
-    fn replay_flags(&self) -> String {
-        let mut s = format!(
-            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {} --pipeline {} --max-lease-ms {}",
-            self.masters, self.replicas, self.clients, self.faults, self.max_drift, self.sim_secs, self.ops_per_sec, self.pipeline, self.max_lease_ms
-        );
-        if self.admin {
-            s += " --admin";
-        }
-        if let Some(sch) = &self.schedule {
-            s += &format!(" --schedule {sch}");
-        }
-        if let Some(w) = self.w {
-            s += &format!(" --w {w}");
-        }
-        if self.unsafe_quorum {
-            s += " --unsafe";
-        }
-        if let Some(d) = self.drift {
-            s += &format!(" --drift {d}");
-        }
-        if self.no_ceiling {
-            s += " --no-ceiling";
-        }
-        if self.no_quarantine {
-            s += " --no-quarantine";
-        }
-        s
-    }
 }
 
 #[derive(Default, serde::Serialize)]
@@ -289,6 +260,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let flags = o.flags();
             let r = run(seed, &o, trace);
             if trace {
                 print!("{}", r.trace);
@@ -302,12 +274,7 @@ fn main() -> ExitCode {
             add(&mut summary, &r);
             let ok = r.report.ok();
             if !trace || json {
-                print(
-                    &mut summary,
-                    started.elapsed().as_secs_f64(),
-                    json,
-                    &opts.replay_flags(),
-                );
+                print(&mut summary, started.elapsed().as_secs_f64(), json, &flags);
             }
             ExitCode::from(if ok { 0 } else { 1 })
         }
@@ -324,7 +291,7 @@ fn main() -> ExitCode {
             let events = AtomicU64::new(0);
             let failures = AtomicUsize::new(0);
             let last_report = Mutex::new(Instant::now());
-            let flags = opts.replay_flags();
+            let flags = o.flags();
             let results = Mutex::new(Vec::new());
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -394,12 +361,7 @@ fn main() -> ExitCode {
                 }
             }
             let failed = !summary.failed_seeds.is_empty();
-            print(
-                &mut summary,
-                started.elapsed().as_secs_f64(),
-                json,
-                &opts.replay_flags(),
-            );
+            print(&mut summary, started.elapsed().as_secs_f64(), json, &flags);
             ExitCode::from(if failed { 1 } else { 0 })
         }
     }

@@ -188,6 +188,51 @@ impl SimOptions {
         }
     }
 
+    /// The `locker-sim replay` command that reruns `seed` with these options.
+    /// Options the command line cannot express (`heal_in_quiet`,
+    /// `crash_all_masters_at`, `isolate_forever`) are left out.
+    pub fn replay_command(&self, seed: u64) -> String {
+        format!("locker-sim replay --seed {seed} {}", self.flags())
+    }
+
+    /// These options as `locker-sim` flags.
+    pub fn flags(&self) -> String {
+        let mut s = format!(
+            "--masters {} --replicas {} --clients {} --faults {} --max-drift {} --sim-secs {} --ops-per-sec {} --pipeline {} --max-lease-ms {}",
+            self.masters,
+            self.replicas,
+            self.clients,
+            self.faults,
+            self.max_drift,
+            self.sim_secs,
+            self.ops_per_sec,
+            self.pipeline,
+            self.max_lease_ms
+        );
+        if let Some(w) = self.w {
+            s += &format!(" --w {w}");
+        }
+        if self.unsafe_quorum {
+            s += " --unsafe";
+        }
+        if let Some(d) = self.drift {
+            s += &format!(" --drift {d}");
+        }
+        if !self.persist_ceiling {
+            s += " --no-ceiling";
+        }
+        if !self.quarantine {
+            s += " --no-quarantine";
+        }
+        if self.admin {
+            s += " --admin";
+        }
+        if let Some(sch) = &self.schedule {
+            s += &format!(" --schedule {sch}");
+        }
+        s
+    }
+
     /// Total nodes (masters, replicas, client-only nodes).
     pub fn nodes(&self) -> usize {
         self.masters + self.replicas + self.clients

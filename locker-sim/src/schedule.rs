@@ -331,6 +331,21 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_inputs_choose_a_drawn_or_an_explicit_schedule() {
+        let shape = [7u8; 16];
+        let (_, drawn) = from_bytes(&shape).unwrap();
+        assert!(drawn.schedule.is_none());
+        let mut explicit = shape.to_vec();
+        explicit.push(EXPLICIT);
+        explicit.extend((0..64u32).map(|i| (i * 91 % 253) as u8 | 1));
+        let (_, o) = from_bytes(&explicit).unwrap();
+        let s = o.schedule.clone().expect("an explicit schedule");
+        assert!(!s.events.is_empty(), "{s:?} {o:?}");
+        let span = (o.sim_secs * 1_000.0).round() as u32;
+        assert!(s.events.iter().all(|e| e.at_ms < span));
+    }
+
+    #[test]
     fn arbitrary_bytes_make_a_schedule() {
         let bytes: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
         let s = Schedule::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();

@@ -1,9 +1,14 @@
 //! Properties over cluster shape, timing, workload and fault schedule.
 //!
-//! `LOCKER_SIM_CASES` scales the number of cases (default 200). A failing
-//! case prints the `locker-sim replay` command that reproduces it.
+//! The fault schedule is generated explicitly (a list of timed fault
+//! events, [`locker_sim::schedule::strategy`]), so a failing case shrinks to
+//! a small schedule; it prints the `locker-sim replay ... --schedule ...`
+//! command that reruns exactly that case.
+//!
+//! `LOCKER_SIM_CASES` scales the number of cases (default 200);
+//! `LOCKER_SIM_PROPTEST_SEED` picks other cases than the fixed default.
 
-use locker_sim::{run, Faults, SimOptions};
+use locker_sim::{run, schedule, Faults, SimOptions};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -23,31 +28,6 @@ fn rng_seed() -> proptest::test_runner::RngSeed {
     proptest::test_runner::RngSeed::Fixed(seed)
 }
 
-fn fault_list(f: &Faults) -> String {
-    let names = [
-        (f.loss, "loss"),
-        (f.dup, "dup"),
-        (f.reorder, "reorder"),
-        (f.delay, "delay"),
-        (f.partition, "partition"),
-        (f.crash, "crash"),
-        (f.pause, "pause"),
-        (f.skew, "skew"),
-    ];
-    let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
-    if on.is_empty() {
-        "none".into()
-    } else {
-        on.join(",")
-    }
-}
-
-prop_compose! {
-    fn faults()(bits in 0u8..=255) -> Faults {
-        Faults::from_bits(bits)
-    }
-}
-
 prop_compose! {
     fn options()(
         masters in 1usize..=5,
@@ -55,21 +35,24 @@ prop_compose! {
         clients in 1usize..=4,
         sim_secs in 0.5f64..3.0,
         ops_per_sec in 20.0f64..400.0,
+        pipeline in 1usize..=8,
         max_lease_ms in 800u64..2_500,
-        faults in faults(),
+        // Background faults (steady loss, duplication, reordering, delay,
+        // skewed clocks); partitions, crashes and pauses come only from the
+        // schedule, so that shrinking it removes them.
+        bits in 0u8..=255,
+        schedule in schedule::strategy(3_000, 10),
     ) -> SimOptions {
+        let mut faults = Faults::from_bits(bits);
+        faults.partition = false;
+        faults.crash = false;
+        faults.pause = false;
         SimOptions {
-            masters, replicas, clients, sim_secs, ops_per_sec, max_lease_ms, faults,
+            masters, replicas, clients, sim_secs, ops_per_sec, pipeline, max_lease_ms, faults,
+            schedule: Some(schedule),
             ..SimOptions::default()
         }
     }
-}
-
-fn replay(seed: u64, o: &SimOptions) -> String {
-    format!(
-        "locker-sim replay --seed {seed} --masters {} --replicas {} --clients {} --faults {} --sim-secs {} --ops-per-sec {} --max-lease-ms {}",
-        o.masters, o.replicas, o.clients, fault_list(&o.faults), o.sim_secs, o.ops_per_sec, o.max_lease_ms
-    )
 }
 
 proptest! {
@@ -77,14 +60,14 @@ proptest! {
 
     /// Safe configurations never violate mutual exclusion, fencing,
     /// linearizability, convergence, liveness or the nodes' invariants,
-    /// under any faults.
+    /// under any fault schedule.
     #[test]
     fn safe_clusters_keep_every_invariant(seed in any::<u64>(), o in options()) {
         let r = run(seed, &o, false);
         let checked = ["mutex", "fencing", "linearizability", "convergence", "liveness", "invariants"];
         for c in checked {
             let v = r.report.of(c);
-            prop_assert!(v.is_empty(), "{c}: {:?}\nreplay: {}", v.first(), replay(seed, &o));
+            prop_assert!(v.is_empty(), "{c}: {:?}\nreplay: {}", v.first(), o.replay_command(seed));
         }
     }
 }
