@@ -156,3 +156,35 @@ impl<T: Copy> Watch<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+
+    #[test]
+    fn a_watch_sees_each_change_and_then_the_close() {
+        let (tx, mut rx) = watch(1u32);
+        let mut other = rx.clone();
+        assert_eq!(rx.get(), 1);
+        tx.set(1);
+        tx.set(2);
+        block_on(rx.changed()).unwrap();
+        assert_eq!(rx.get(), 2);
+        assert_eq!(other.peek(), 2);
+        block_on(other.changed()).unwrap();
+        drop(tx);
+        assert_eq!(block_on(rx.changed()), Err(WatchClosed));
+        assert_eq!(rx.get(), 2);
+    }
+
+    #[test]
+    fn shutdown_ends_guarded_tasks_and_later_waiters() {
+        let shutdown = Shutdown::default();
+        let guarded = shutdown.guard(std::future::pending());
+        shutdown.raise();
+        block_on(guarded);
+        block_on(shutdown.wait());
+        assert!(shutdown.is_raised());
+    }
+}

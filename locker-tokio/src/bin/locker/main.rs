@@ -180,6 +180,11 @@ fn entry_json(e: &Option<EntryView>) -> Value {
     }
 }
 
+/// Whether `LOCKER_SERVE_THREADS=1` asks `serve` to run on one thread.
+fn single_threaded_serve() -> bool {
+    std::env::var("LOCKER_SERVE_THREADS").is_ok_and(|v| v == "1")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Serve {
@@ -188,16 +193,17 @@ fn main() -> ExitCode {
     } = cli.cmd
     {
         // smol's global executor runs one thread unless told otherwise; give
-        // it as many as tokio's multi-threaded runtime has, before any use.
+        // it as many as tokio's runtime would have (all cores, or one with
+        // `LOCKER_SERVE_THREADS=1`), before anything starts it.
         if std::env::var_os("SMOL_THREADS").is_none() {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = if single_threaded_serve() { 1 } else { cores };
             std::env::set_var("SMOL_THREADS", threads.to_string());
         }
     }
     // `LOCKER_SERVE_THREADS=1` runs `serve` on tokio's current-thread
     // runtime (one thread: no cross-thread wake-ups on every hop).
-    let single = matches!(cli.cmd, Cmd::Serve { .. })
-        && std::env::var("LOCKER_SERVE_THREADS").is_ok_and(|v| v == "1");
+    let single = matches!(cli.cmd, Cmd::Serve { .. }) && single_threaded_serve();
     let rt = if single {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
