@@ -123,12 +123,14 @@ impl Driver {
                 .node
                 .poll_timeout()
                 .map(|t| self.start + Duration::from_micros(t.as_micros()));
-            // A new timer only when the wake-up moved.
-            if timer.as_ref().map(|(at, _)| *at) != wake {
-                timer = wake.map(|at| {
-                    let sleep: Sleep = Box::pin(runtime.sleep_until(at));
-                    (at, sleep)
-                });
+            // A new timer only when the wake-up moved earlier: one armed
+            // for an earlier instant fires early, the core finds nothing due
+            // and names the later instant then. Timers are re-armed far less
+            // often than the wake-up moves (every request moves it).
+            let armed = timer.as_ref().map(|(at, _)| *at);
+            if let Some(at) = wake.filter(|w| armed.is_none_or(|a| *w < a)) {
+                let sleep: Sleep = Box::pin(runtime.sleep_until(at));
+                timer = Some((at, sleep));
             }
             let fired = futures_lite::future::or(
                 async {
