@@ -7,6 +7,14 @@
 //! and a quiet phase; then the checkers read the history: mutual exclusion,
 //! fencing, linearizability, convergence and liveness.
 //!
+//! Clients are open-loop and pipelined: operations arrive at
+//! `ops_per_sec` over all clients, and each client keeps up to `pipeline`
+//! of them outstanding, on distinct keys of a small key space. The fault
+//! schedule is data ([`schedule::Schedule`]): drawn from the seed, or given
+//! explicitly, as property tests do so that a failing case shrinks to a few
+//! fault events and replays with `locker-sim replay --seed N ... --schedule
+//! TEXT` ([`SimOptions::replay_command`]).
+//!
 //! ```
 //! use locker_sim::{run, Faults, SimOptions};
 //!
@@ -21,6 +29,15 @@
 //! };
 //! let result = run(7, &opts, false);
 //! assert!(result.report.ok(), "{:?}", result.report);
+//!
+//! // The same cluster under an explicit schedule: a partition cutting off a
+//! // minority of the masters, then a crash of master 1 whose clock jumps
+//! // 40 ms ahead at its restart.
+//! let explicit = SimOptions {
+//!     schedule: Some("minority:0@100+300,crash:1:40@500+200".parse().unwrap()),
+//!     ..opts
+//! };
+//! assert!(run(7, &explicit, false).report.ok());
 //! ```
 
 #![forbid(unsafe_code)]

@@ -100,7 +100,8 @@ pub struct World {
     pub seed: u64,
     now: u64,
     seq: u64,
-    queue: BTreeMap<(u64, u64), Event>,
+    /// Boxed: events are large, and the queue moves its values around.
+    queue: BTreeMap<(u64, u64), Box<Event>>,
     procs: Vec<Proc>,
     ids: Vec<NodeId>,
     net: Network,
@@ -246,7 +247,8 @@ impl World {
 
     fn push(&mut self, at: u64, ev: Event) {
         self.seq += 1;
-        self.queue.insert((at.max(self.now), self.seq), ev);
+        self.queue
+            .insert((at.max(self.now), self.seq), Box::new(ev));
     }
 
     /// Real time now (µs).
@@ -262,7 +264,7 @@ impl World {
             }
             self.now = at;
             self.events += 1;
-            self.step(ev);
+            self.step(*ev);
         }
         self.now = self.end_at;
         let stores = self.snapshot.take().unwrap_or_default();
@@ -421,15 +423,13 @@ impl World {
             match out {
                 Output::Send { to, msg } => {
                     let to = (to.0 - 1) as usize;
-                    for at in self.net.plan(&mut self.rng, now, p, to) {
-                        self.push(
-                            at,
-                            Event::Deliver {
-                                from: p,
-                                to,
-                                msg: msg.clone(),
-                            },
-                        );
+                    let ats = self.net.plan(&mut self.rng, now, p, to);
+                    if let Some((&last, rest)) = ats.split_last() {
+                        for &at in rest {
+                            let msg = msg.clone();
+                            self.push(at, Event::Deliver { from: p, to, msg });
+                        }
+                        self.push(last, Event::Deliver { from: p, to, msg });
                     }
                 }
                 Output::Reply { id, reply } => {
