@@ -17,7 +17,11 @@
 //! and [`LocalNode::start_on`]. This crate does not depend on async-std; its
 //! tests run the whole conformance suite under both executors.
 //!
-//! ```no_run
+//! smol's global executor runs one thread unless the `SMOL_THREADS`
+//! environment variable says otherwise (`locker serve --runtime smol` sets it
+//! to the number of cores).
+//!
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> { smol::block_on(async {
 //! use locker_core::{Config, NodeId};
 //! use locker_smol::{LocalNode, NodeOptions};
