@@ -19,7 +19,9 @@ pub struct Faults {
     pub partition: bool,
     /// Crashes with amnesia and restarts.
     pub crash: bool,
-    /// Process pauses (nodes and holders) longer than a lease.
+    /// Process pauses (nodes and holders) longer than a lease. With an
+    /// explicit schedule, node pauses come from it and this flag only lets
+    /// holders pause past their deadline.
     pub pause: bool,
     /// Clock offsets and rate errors.
     pub skew: bool,
@@ -149,6 +151,9 @@ pub struct SimOptions {
     /// Keep a partition that isolates these nodes (by index) for the whole run.
     pub isolate_forever: Vec<usize>,
     /// The fault schedule; `None` draws it from the seed (within `faults`).
+    /// An explicit schedule replaces the drawn partitions, crashes and node
+    /// pauses; the steady loss, duplication, reordering, delay and skew of
+    /// `faults` still apply.
     pub schedule: Option<Schedule>,
 }
 
