@@ -61,7 +61,9 @@ pub async fn racing_lockers_get_one_winner_and_increasing_tokens<R: Runtime>(
         let c = Cluster::start(runtime.clone(), place, 3, 0).await;
         let mut tasks = Vec::new();
         for i in 0..3 {
-            let client = c.remote(i).await;
+            // Long enough for a winner to emerge under contention on a
+            // loaded machine; shorter than the lease, so losers give up.
+            let client = c.remote(i).await.with_wait(Duration::from_secs(2));
             tasks.push(spawn(&runtime, async move {
                 client
                     .lock("k", format!("v{i}"), Duration::from_secs(3))
@@ -102,18 +104,15 @@ pub async fn update_extend_expiry_and_replica_waits<R: Runtime>(runtime: R, plac
     bounded(&runtime.clone(), 30, async {
         let c = Cluster::start(runtime.clone(), place, 3, 1).await;
         let client = c.remote(0).await;
-        let h = client
-            .lock("k", "a", Duration::from_millis(600))
-            .await
-            .unwrap();
-        assert!(h.deadline <= Instant::now() + Duration::from_millis(600));
+        let h = client.lock("k", "a", Duration::from_secs(1)).await.unwrap();
+        assert!(h.deadline <= Instant::now() + Duration::from_secs(1));
         assert_eq!(client.update("k", "a", "b").await.unwrap(), h.token);
         assert_eq!(
             refused(client.update("k", "a", "c").await),
             OpError::NotOwner
         );
         let e = client
-            .extend("k", "b", Duration::from_millis(600), Some(h.token))
+            .extend("k", "b", Duration::from_secs(1), Some(h.token))
             .await
             .unwrap();
         assert_eq!(e.token, h.token);
@@ -277,11 +276,11 @@ pub async fn guard_extends_then_loses_its_lease_when_the_cluster_is_gone<R: Runt
         let mut c = Cluster::start(runtime.clone(), place, 3, 0).await;
         let client = c.remote(0).await;
         let guard = client
-            .register_name("leader", "me", Duration::from_millis(600))
+            .register_name("leader", "me", Duration::from_secs(1))
             .await
             .unwrap();
         let first_deadline = guard.deadline();
-        sleep(&runtime, Duration::from_millis(1500)).await;
+        sleep(&runtime, Duration::from_millis(2500)).await;
         assert_eq!(
             guard.state(),
             LeaseState::Held,
