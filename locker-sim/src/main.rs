@@ -160,6 +160,9 @@ struct Summary {
     ops_per_sim_second: f64,
     /// Arrivals dropped because their client had no idle slot.
     dropped_arrivals: u64,
+    /// Keys the linearizability checker searched, and those it gave up on.
+    linearizability_keys: u64,
+    linearizability_undecided: u64,
     #[serde(skip)]
     fault_phase_ops: u64,
     #[serde(skip)]
@@ -177,6 +180,8 @@ fn add(summary: &mut Summary, r: &locker_sim::RunResult) {
     summary.fault_phase_ops += r.fault_phase_ops() as u64;
     summary.fault_phase_seconds += r.fault_phase_micros as f64 / 1e6;
     summary.dropped_arrivals += r.dropped;
+    summary.linearizability_keys += r.report.lin_keys as u64;
+    summary.linearizability_undecided += r.report.lin_undecided as u64;
     for (name, v) in &r.report.violations {
         *summary.violations.entry(name.to_string()).or_default() += v.len() as u64;
     }
@@ -212,6 +217,10 @@ fn print(summary: &mut Summary, wall: f64, json: bool, flags: &str) {
             summary.failed_seeds.len()
         );
         println!("violations: {:?}", summary.violations);
+        println!(
+            "linearizability: {} keys searched, {} undecided (search budget exhausted)",
+            summary.linearizability_keys, summary.linearizability_undecided
+        );
         println!("operations: {:?}", summary.operations);
         println!(
             "workload: {:.1} operations started per simulated second of fault phase, {} arrivals dropped (no idle slot)",
@@ -352,6 +361,8 @@ fn main() -> ExitCode {
                 summary.fault_phase_ops += one.fault_phase_ops;
                 summary.fault_phase_seconds += one.fault_phase_seconds;
                 summary.dropped_arrivals += one.dropped_arrivals;
+                summary.linearizability_keys += one.linearizability_keys;
+                summary.linearizability_undecided += one.linearizability_undecided;
                 summary.failed_seeds.extend(one.failed_seeds);
                 for (k, v) in one.violations {
                     *summary.violations.entry(k).or_default() += v;

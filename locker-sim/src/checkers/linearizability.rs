@@ -94,6 +94,23 @@ fn to_lin(o: &Op, horizon: u64) -> Option<LinOp> {
 
 /// Lists every key whose history has no linearization.
 pub fn check(h: &History, max_lease_us: u64, drift: f64) -> Vec<String> {
+    check_counting(h, max_lease_us, drift).violations
+}
+
+/// What the search found over every key.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Keys whose history has no linearization.
+    pub violations: Vec<String>,
+    /// Keys checked.
+    pub keys: usize,
+    /// Keys on which the search gave up (more than its step budget): neither
+    /// proved nor refuted.
+    pub undecided: usize,
+}
+
+/// Like [`check`], and counts the keys checked and those left undecided.
+pub fn check_counting(h: &History, max_lease_us: u64, drift: f64) -> Outcome {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for o in &h.ops {
         if o.key.starts_with('l') && !o.probe {
@@ -101,7 +118,9 @@ pub fn check(h: &History, max_lease_us: u64, drift: f64) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
+    let mut outcome = Outcome::default();
     for (key, ops) in by_key {
+        outcome.keys += 1;
         let first_lock = ops
             .iter()
             .filter(|o| matches!(o.kind, OpKind::Lock(_)))
@@ -150,10 +169,11 @@ pub fn check(h: &History, max_lease_us: u64, drift: f64) -> Vec<String> {
                     detail.join(" ")
                 ))
             }
-            None => {}
+            None => outcome.undecided += 1,
         }
     }
-    out
+    outcome.violations = out;
+    outcome
 }
 
 /// `Some(true)` linearizable, `Some(false)` not, `None` gave up.

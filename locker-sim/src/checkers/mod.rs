@@ -30,6 +30,10 @@ pub struct Stores {
 pub struct Report {
     /// Checker name to its violation messages.
     pub violations: BTreeMap<&'static str, Vec<String>>,
+    /// Keys the linearizability checker searched.
+    pub lin_keys: usize,
+    /// Keys on which it gave up (neither proved nor refuted).
+    pub lin_undecided: usize,
 }
 
 impl Report {
@@ -58,10 +62,10 @@ pub fn check_all(
     let mut r = Report::default();
     r.violations.insert("mutex", mutex::check(h));
     r.violations.insert("fencing", fencing::check(h));
-    r.violations.insert(
-        "linearizability",
-        linearizability::check(h, o.max_lease_ms * 1000, o.actual_drift()),
-    );
+    let lin = linearizability::check_counting(h, o.max_lease_ms * 1000, o.actual_drift());
+    r.lin_keys = lin.keys;
+    r.lin_undecided = lin.undecided;
+    r.violations.insert("linearizability", lin.violations);
     r.violations
         .insert("convergence", convergence::check(stores));
     r.violations
