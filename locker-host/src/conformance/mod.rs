@@ -35,6 +35,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $runtime, $block_on, $place;
             racing_lockers_get_one_winner_and_increasing_tokens,
             update_extend_expiry_and_replica_waits,
+            a_replica_started_late_catches_up,
+            set_w_and_set_nodes_reach_every_node,
             one_master_down_changes_nothing,
             release_succeeds_with_a_master_down,
             no_quorum_when_a_majority_is_down,

@@ -429,3 +429,58 @@ pub async fn a_peer_with_the_wrong_secret_never_joins<R: Runtime>(runtime: R, pl
     })
     .await
 }
+
+/// A replica that was down while a key was locked catches up once it is
+/// back (wooga's "fresh replica catches up").
+pub async fn a_replica_started_late_catches_up<R: Runtime>(runtime: R, place: Placement<R>) {
+    bounded(&runtime.clone(), 30, async {
+        let mut c = Cluster::start(runtime.clone(), place, 3, 1).await;
+        c.kill(3);
+        let client = c.client(0);
+        let h = client.lock("k", "a", Duration::from_secs(3)).await.unwrap();
+        c.restart(3).await;
+        let seen = c
+            .client(3)
+            .wait_for("k", Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!((seen.value.as_slice(), seen.token), (&b"a"[..], h.token));
+    })
+    .await
+}
+
+/// `set_w` and `set_nodes` reach every node over TCP: the replica is
+/// promoted to a fourth master (with `w` raised first, as four masters need
+/// three votes), locks still work, and the cluster is set back.
+pub async fn set_w_and_set_nodes_reach_every_node<R: Runtime>(runtime: R, place: Placement<R>) {
+    bounded(&runtime.clone(), 30, async {
+        let c = Cluster::start(runtime.clone(), place, 3, 1).await;
+        let admin = c.remote(0).await.with_wait(Duration::from_secs(2));
+        let (masters, replica) = (vec![NodeId(1), NodeId(2), NodeId(3)], NodeId(4));
+        let mut four = masters.clone();
+        four.push(replica);
+        assert!(
+            matches!(
+                admin.set_nodes(four.clone(), vec![]).await,
+                Err(Error::Refused(OpError::Invalid(_)))
+            ),
+            "four masters with w = 2 is unsafe and refused"
+        );
+        admin.set_w(3).await.unwrap();
+        admin.set_nodes(four, vec![]).await.unwrap();
+        for i in 0..4 {
+            let status = c.client(i).status().await.unwrap();
+            assert_eq!(status.role, locker_core::Role::Master, "n{}", i + 1);
+            assert_eq!(status.summary.w, 3, "n{}", i + 1);
+        }
+        admin.lock("k", "a", Duration::from_secs(2)).await.unwrap();
+        admin.set_nodes(masters, vec![replica]).await.unwrap();
+        admin.set_w(2).await.unwrap();
+        assert_eq!(
+            c.client(3).status().await.unwrap().role,
+            locker_core::Role::Replica
+        );
+        admin.lock("k2", "a", Duration::from_secs(2)).await.unwrap();
+    })
+    .await
+}
