@@ -422,7 +422,7 @@ impl Node {
                 };
                 if acks + gone >= w {
                     self.succeed(now, id, op);
-                } else if votes.len() - acks > n - w {
+                } else if votes.len() - acks - gone > n - w {
                     self.fail_attempt(now, id, op);
                 } else {
                     self.coordinator.insert(id, op);
@@ -638,7 +638,12 @@ impl Node {
             count(Refusal::Missing),
         );
         let is_lock = matches!(op.kind, OpKind::Lock { .. });
-        let blocked = mismatch + missing > n - w;
+        // Another coordinator may run with any majority `w` (a client-only
+        // node keeps its configured `w` through a `set_w`), so a committed
+        // entry is only known to be on a majority: refusals prove that the
+        // key cannot be ours only when more than `n - majority` masters
+        // refuse, whatever our own `w`.
+        let blocked = mismatch + missing > n - w.min(n / 2 + 1);
         // A one-round release that some masters applied cannot be reported
         // as a clean failure: its effect is partly there, and the refusals
         // may be that effect. An extend keeps the entry and its token, so

@@ -3,6 +3,7 @@
 mod support;
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use locker_core::{
@@ -770,4 +771,33 @@ fn a_stale_extend_refused_by_a_majority_is_not_owner_even_where_it_installed() {
         matches!(&r, Ok(Response::Value(Some(e))) if e.token == new.token),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_coordinator_with_a_larger_w_never_takes_a_minority_refusal_as_proof() {
+    // Client-only node 9 kept w = 5 (a set_w does not reach it); the masters
+    // coordinate with w = 3, so a lock may be on three masters only.
+    let mut c = Cluster::with(&[1, 2, 3, 4, 5], &[], &[9], |config| {
+        if config.id == NodeId(9) {
+            config.w = 5;
+        }
+    });
+    c.isolate(4);
+    c.isolate(5);
+    let lease = c.locked(1, "k", "v", secs(10));
+    c.heal();
+    // The first answers of the masters that delete the entry are lost, so
+    // the refusals of 4 and 5 (no entry) arrive alone.
+    let dropped = Rc::new(RefCell::new(BTreeSet::new()));
+    let seen = dropped.clone();
+    c.drop_when(move |from, to, msg| {
+        to == NodeId(9)
+            && from.0 <= 3
+            && matches!(msg, Message::Reply { .. })
+            && seen.borrow_mut().insert(from)
+    });
+    let r = c.release(9, "k", "v", Some(lease.token));
+    assert_eq!(r, Ok(Response::Released), "the release took effect");
+    let r = c.read(1, "k");
+    assert_eq!(r, Ok(Response::Value(None)));
 }
