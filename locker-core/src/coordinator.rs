@@ -324,13 +324,24 @@ impl Node {
                 granted,
                 key,
                 write,
+                token,
                 ..
             } => {
                 if !granted.contains(&from) {
                     // A promise granted after the commit was decided: commit
                     // there too, so that every reachable master stores the
-                    // entry (a quorum read then finds it even with a master down).
-                    if matches!(outcome, Ok(Ack::Granted(_))) {
+                    // entry (a quorum read then finds it even with a master
+                    // down). Not if that master has seen our new token or a
+                    // higher one: its grant was not counted in choosing the
+                    // token, and a later tenure of the key may have been
+                    // granted there meanwhile (the prepare came late).
+                    if let Ok(Ack::Granted(grant)) = &outcome {
+                        if matches!(write, Write::Create { .. }) && grant.highest >= *token {
+                            let key = key.clone();
+                            self.coordinator.insert(id, op);
+                            self.send(from, Message::Abort { op: id, key });
+                            return;
+                        }
                         granted.push(from);
                         let msg = Message::Commit {
                             op: id,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::NodeId;
 use crate::message::OpId;
+use crate::request::Token;
 use crate::time::Time;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +13,9 @@ pub(crate) struct Promise {
     pub(crate) op: OpId,
     pub(crate) coordinator: NodeId,
     pub(crate) expires: Time,
+    /// The highest token this master reported in the grant: a lock's
+    /// commit must carry a larger one.
+    pub(crate) highest: Token,
 }
 
 #[derive(Default)]
@@ -87,6 +91,7 @@ mod tests {
             op: OpId(op),
             coordinator: NodeId(1),
             expires: Time::from_micros(expires),
+            highest: Token(0),
         }
     }
 

@@ -59,11 +59,15 @@ impl Node {
         if let Some(refusal) = self.cannot_vote(now, &key, expected_value) {
             return self.answer(from, op, Err(refusal));
         }
+        // A duplicated prepare is granted again, with the highest token of
+        // the first grant (the one the coordinator may have counted); any
+        // other op waits.
+        let mut highest = self.highest;
         if let Some(p) = self.promises.live(&key, now) {
-            // A duplicated prepare is granted again; any other op waits.
             if p.op != op {
                 return self.answer(from, op, Err(Refusal::Busy));
             }
+            highest = p.highest;
         }
         let record = self.store.get(&key);
         let live = record.filter(|r| r.is_live(now));
@@ -83,7 +87,7 @@ impl Node {
         };
         let outcome = verdict.map(|()| {
             Ack::Granted(Grant {
-                highest: self.highest,
+                highest,
                 entry: live.map(|r| r.state(now)),
             })
         });
@@ -95,6 +99,7 @@ impl Node {
                     op,
                     coordinator: from,
                     expires,
+                    highest,
                 },
             );
         }
@@ -122,7 +127,16 @@ impl Node {
             return self.answer(from, op, Ok(Ack::Done));
         }
         // Only under this op's live promise: a late commit is never applied.
-        if self.promises.take(&key, op, now).is_none() {
+        let promise = self.promises.take(&key, op, now);
+        if let (Some(p), Write::Create { token, .. }) = (&promise, &write) {
+            // The coordinator chose the token from grants that did not
+            // include this one (a late prepare): a later tenure may have
+            // passed here since, and the token would go backwards.
+            if *token <= p.highest {
+                return self.answer(from, op, Err(Refusal::NoPromise));
+            }
+        }
+        if promise.is_none() {
             // Except an extend of the live entry it names (a resend whose
             // first ack was lost): that is exactly a holder's one-round
             // extend, which needs no promise (see `on_extend_held`).
@@ -328,6 +342,10 @@ impl Node {
             }
             // A duplicate of a release already applied here.
             Some(r) if r.deleted && r.token == token && r.value[..] == value[..] => Ok(Ack::Done),
+            // A write under a live promise may still commit here (the very
+            // lock being released, its commit delayed): the entry is not
+            // known to be gone, so this master must not count as released.
+            _ if self.promises.live(&key, now).is_some() => Err(Refusal::Busy),
             _ => Err(Refusal::Missing),
         };
         self.answer(from, op, outcome);

@@ -801,3 +801,109 @@ fn a_coordinator_with_a_larger_w_never_takes_a_minority_refusal_as_proof() {
     let r = c.read(1, "k");
     assert_eq!(r, Ok(Response::Value(None)));
 }
+
+#[test]
+fn a_release_does_not_count_a_master_whose_commit_is_still_in_flight() {
+    let mut c = Cluster::masters(3);
+    let held: Rc<RefCell<Vec<InFlight>>> = Rc::default();
+    let hold = held.clone();
+    let mut release_dropped = false;
+    c.drop_when(move |from, to, msg| match msg {
+        // The lock's commit to master 2 is delayed.
+        Message::Commit { .. } if to == NodeId(2) => {
+            hold.borrow_mut().push(InFlight {
+                from,
+                to,
+                msg: msg.clone(),
+            });
+            true
+        }
+        // The release never reaches master 3 the first time.
+        Message::ReleaseHeld { .. } if to == NodeId(3) && !release_dropped => {
+            release_dropped = true;
+            true
+        }
+        _ => false,
+    });
+    let lease = c.locked(1, "k", "v", secs(10));
+    // Master 2 has no entry yet but a live promise for it: not "gone".
+    let r = c.release(1, "k", "v", Some(lease.token));
+    assert_eq!(r, Ok(Response::Released));
+    c.stop_dropping();
+    let late: Vec<InFlight> = held.borrow_mut().drain(..).collect();
+    assert!(!late.is_empty());
+    c.in_flight.extend(late);
+    c.deliver_all();
+    assert_eq!(
+        c.read(3, "k"),
+        Ok(Response::Value(None)),
+        "the release holds"
+    );
+}
+
+/// The answers node `n` sent for `op`.
+fn outcomes(n: &mut Node, op: locker_core::OpId) -> Vec<Result<Ack, Refusal>> {
+    let mut out = Vec::new();
+    while let Some(o) = n.poll_output() {
+        if let Output::Send {
+            msg: Message::Reply { op: o_op, outcome },
+            ..
+        } = o
+        {
+            if o_op == op {
+                out.push(outcome);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_master_refuses_a_lock_commit_whose_token_is_not_above_its_grant() {
+    use locker_core::{Expect, OpId, Write};
+    let masters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let mut n = Node::new(
+        Config::new(NodeId(1), masters, vec![]),
+        Time::from_millis(1),
+    )
+    .unwrap();
+    let now = Time::from_millis(2);
+    let prepare = |op, key: &str| Message::Prepare {
+        op: OpId(op),
+        key: key.into(),
+        expect: Expect::Absent,
+    };
+    let create = |op, key: &str, token| Message::Commit {
+        op: OpId(op),
+        key: key.into(),
+        write: Write::Create {
+            value: b"v".to_vec(),
+            lease: secs(5),
+            token: Token(token),
+        },
+    };
+    // Op 7 is granted while this master has seen no token.
+    n.handle_message(now, NodeId(2), prepare(7, "a"));
+    let mut got = outcomes(&mut n, OpId(7));
+    // Another key's tenure raises the highest token seen here to 59.
+    n.handle_message(now, NodeId(3), prepare(8, "b"));
+    n.handle_message(now, NodeId(3), create(8, "b", 59));
+    assert_eq!(outcomes(&mut n, OpId(8)).last(), Some(&Ok(Ack::Done)));
+    // A duplicate of op 7's prepare keeps the first grant's highest token,
+    // so the token its coordinator chose from that grant is still accepted.
+    n.handle_message(now, NodeId(2), prepare(7, "a"));
+    n.handle_message(now, NodeId(2), create(7, "a", 1));
+    got.extend(outcomes(&mut n, OpId(7)));
+    assert!(
+        matches!(&got[..], [Ok(Ack::Granted(g1)), Ok(Ack::Granted(g2)), Ok(Ack::Done)]
+            if g1.highest == Token(0) && g2.highest == Token(0)),
+        "{got:?}"
+    );
+    // A prepare granted after the master saw token 59 cannot take a commit
+    // whose token was chosen without it (a late prepare of an old attempt).
+    n.handle_message(now, NodeId(2), prepare(9, "c"));
+    n.handle_message(now, NodeId(2), create(9, "c", 49));
+    let got = outcomes(&mut n, OpId(9));
+    assert_eq!(got.last(), Some(&Err(Refusal::NoPromise)), "{got:?}");
+    assert!(n.dirty_entries(now).iter().all(|(k, _)| k != b"c"));
+}
