@@ -18,6 +18,9 @@ use crate::outbox::Outbox;
 use crate::registry::{name_key, Consistency};
 use crate::runtime::Runtime;
 
+
+/// The lease of [`Client::lag`]'s probe key.
+const LAG_LEASE: Duration = Duration::from_secs(1);
 /// A lease as its holder sees it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -303,6 +306,28 @@ impl<R: Runtime> Client<R> {
             Response::Released => Ok(()),
             _ => Err(Error::Unexpected),
         }
+    }
+
+    /// How long a lock takes through this node right now: locks a probe key
+    /// of its own, releases it, and returns the time the lock took. An
+    /// operator's health check of the whole quorum path (wooga/locker's
+    /// `lag/0`).
+    ///
+    /// ```no_run
+    /// # async fn f(client: locker_tokio::Client) -> Result<(), locker_tokio::Error> {
+    /// let lag = client.lag().await?;
+    /// println!("a lock takes {lag:?}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn lag(&self) -> Result<Duration, Error> {
+        // A fresh key per probe, so probes never contend with each other;
+        // the short lease frees it even if the release is lost.
+        let key = format!("locker/lag/{:016x}", rand::random::<u64>());
+        let started = Instant::now();
+        let held = self.lock(&key, "lag", LAG_LEASE).await?;
+        let took = started.elapsed();
+        self.release(&key, "lag", Some(held.token)).await?;
+        Ok(took)
     }
 
     /// A linearizable read from a quorum of masters.

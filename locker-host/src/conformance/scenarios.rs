@@ -163,6 +163,10 @@ pub async fn one_master_down_changes_nothing<R: Runtime>(runtime: R, place: Plac
             .unwrap();
         client.release("k", "b", Some(h.token)).await.unwrap();
         assert_eq!(client.read("k").await.unwrap(), None);
+        let lag = client.lag().await.unwrap();
+        assert!(lag > Duration::ZERO);
+        let status = client.status().await.unwrap();
+        assert_eq!(status.summary.leases, 0, "the lag probe released its key");
     })
     .await
 }
