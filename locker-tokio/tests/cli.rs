@@ -172,3 +172,59 @@ fn three_serve_processes_and_the_command_line() {
     drop(procs);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `serve --data-dir` persists the token ceiling; a node restarted on the
+/// same directory starts above it and quarantined (it refuses to vote until
+/// every lease it might have granted has expired).
+#[test]
+fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
+    let dir = std::env::temp_dir().join(format!("locker-ceiling-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "ceiling test\n").unwrap();
+    let data = dir.join("data");
+    let start = |addr: SocketAddr| {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+            .args(["serve", "--id", "1", "--listen", &addr.to_string()])
+            .args(["--masters", &format!("1={addr}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--secret-file")
+            .arg(&secret)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let procs = Procs(vec![child]);
+        let t = Instant::now();
+        while cli(addr, &secret, &["status"]).0 != 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "serve never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        procs
+    };
+    let addr = free_addr();
+    let first = start(addr);
+    let (code, v) = cli(addr, &secret, &["lock", "k", "a", "--lease-ms", "1000"]);
+    assert_eq!(code, 0, "{v}");
+    let token = v["token"].as_u64().unwrap();
+    let ceiling: u64 = std::fs::read_to_string(data.join("token-ceiling"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ceiling >= token, "ceiling {ceiling} below token {token}");
+    drop(first);
+    let _second = start(addr);
+    let (code, v) = cli(addr, &secret, &["status"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["recovering"], true, "{v}");
+    assert!(v["highest_token"].as_u64().unwrap() >= ceiling, "{v}");
+    let (code, v) = cli(
+        addr,
+        &secret,
+        &["lock", "k2", "b", "--lease-ms", "1000", "--wait-ms", "100"],
+    );
+    assert_eq!((code, v["error"].as_str()), (1, Some("recovering")), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
