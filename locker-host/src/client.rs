@@ -18,7 +18,6 @@ use crate::outbox::Outbox;
 use crate::registry::{name_key, Consistency};
 use crate::runtime::Runtime;
 
-
 /// The lease of [`Client::lag`]'s probe key.
 const LAG_LEASE: Duration = Duration::from_secs(1);
 /// A lease as its holder sees it.
