@@ -198,7 +198,10 @@ fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
         let procs = Procs(vec![child]);
         let t = Instant::now();
         while cli(addr, &secret, &["status"]).0 != 0 {
-            assert!(t.elapsed() < Duration::from_secs(10), "serve never answered");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "serve never answered"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         procs
