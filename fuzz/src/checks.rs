@@ -469,7 +469,7 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
     }
 }
 
-const REFUSALS: [Refusal; 8] = [
+const REFUSALS: [Refusal; 9] = [
     Refusal::Held,
     Refusal::Mismatch,
     Refusal::Missing,
@@ -478,6 +478,7 @@ const REFUSALS: [Refusal; 8] = [
     Refusal::NoPromise,
     Refusal::NotMaster,
     Refusal::Invalid,
+    Refusal::Superseded,
 ];
 
 fn request(r: &ReqIn) -> Request {

@@ -643,9 +643,10 @@ impl Node {
         };
         let count = |r: Refusal| votes.iter().filter(|(_, o)| *o == Err(r)).count();
         let (n, w) = (self.config.masters.len(), self.config.w);
+        let superseded = count(Refusal::Superseded);
         let (held, mismatch, missing) = (
             count(Refusal::Held),
-            count(Refusal::Mismatch),
+            count(Refusal::Mismatch) + superseded,
             count(Refusal::Missing),
         );
         let is_lock = matches!(op.kind, OpKind::Lock { .. });
@@ -661,7 +662,12 @@ impl Node {
         // its own effect never shows as a refusal: a blocking majority that
         // refuses it proves the lease is not held at a quorum, which is the
         // answer a holder must act on (the stray extended copy expires).
-        if self.partly_applied(op) && !(blocked && matches!(op.kind, OpKind::Extend { .. })) {
+        // A later tenure where a released one was may follow this very
+        // release, applied by a copy whose answer was lost (the key was
+        // freed, then taken): that too is no clean failure.
+        let freed_then_taken = superseded > 0 && matches!(op.kind, OpKind::Release { .. });
+        let maybe_ours = self.partly_applied(op) || freed_then_taken;
+        if maybe_ours && !(blocked && matches!(op.kind, OpKind::Extend { .. })) {
             let token = match op.kind {
                 OpKind::Extend { token, .. } | OpKind::Release { token, .. } => token,
                 _ => None,

@@ -116,6 +116,10 @@ pub enum Refusal {
     NotMaster,
     /// The message broke a size limit or rule.
     Invalid,
+    /// A holder's one-round extend or release names a tenure older than
+    /// the key's latest here (live or released): that tenure is over, and
+    /// for a release possibly by this very release, applied earlier.
+    Superseded,
 }
 
 /// One committed state of an entry in the replication log.

@@ -290,6 +290,7 @@ impl Node {
             return self.answer(from, op, Err(Refusal::Invalid));
         }
         let outcome = match self.store.get(&key) {
+            Some(r) if r.token > token => Err(Refusal::Superseded),
             Some(r) if r.is_live(now) => {
                 if r.value[..] == value[..] && r.token == token {
                     self.store.update(&key, |r| r.expires = now + lease);
@@ -298,8 +299,8 @@ impl Node {
                     Err(Refusal::Mismatch)
                 }
             }
-            // Released (or a later tenure released): never resurrect it.
-            Some(r) if r.deleted && r.token >= token => Err(Refusal::Missing),
+            // Released: never resurrect it.
+            Some(r) if r.deleted && r.token == token => Err(Refusal::Missing),
             _ => {
                 // Installing under another op's promise would be overwritten
                 // by that op's commit; let it finish first.
@@ -331,6 +332,7 @@ impl Node {
             return self.answer(from, op, Err(refusal));
         }
         let outcome = match self.store.get(&key) {
+            Some(r) if r.token > token => Err(Refusal::Superseded),
             Some(r) if r.is_live(now) => {
                 if r.value[..] == value[..] && r.token == token {
                     self.store.update(&key, |r| r.deleted = true);

@@ -907,3 +907,53 @@ fn a_master_refuses_a_lock_commit_whose_token_is_not_above_its_grant() {
     assert_eq!(got.last(), Some(&Err(Refusal::NoPromise)), "{got:?}");
     assert!(n.dirty_entries(now).iter().all(|(k, _)| k != b"c"));
 }
+
+#[test]
+fn a_late_copy_of_a_release_meets_a_later_tenure_as_superseded() {
+    use locker_core::{Expect, OpId, Write};
+    let mut n = Node::new(
+        Config::new(NodeId(1), vec![NodeId(1)], vec![]),
+        Time::from_millis(1),
+    )
+    .unwrap();
+    let now = Time::from_millis(2);
+    let lock = |n: &mut Node, op, token| {
+        n.handle_message(
+            now,
+            NodeId(9),
+            Message::Prepare {
+                op: OpId(op),
+                key: b"k".to_vec(),
+                expect: Expect::Absent,
+            },
+        );
+        n.handle_message(
+            now,
+            NodeId(9),
+            Message::Commit {
+                op: OpId(op),
+                key: b"k".to_vec(),
+                write: Write::Create {
+                    value: b"v".to_vec(),
+                    lease: secs(5),
+                    token: Token(token),
+                },
+            },
+        );
+        assert_eq!(outcomes(n, OpId(op)).last(), Some(&Ok(Ack::Done)));
+    };
+    let release = Message::ReleaseHeld {
+        op: OpId(20),
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        token: Token(5),
+    };
+    lock(&mut n, 10, 5);
+    n.handle_message(now, NodeId(9), release.clone());
+    assert_eq!(outcomes(&mut n, OpId(20)), vec![Ok(Ack::Done)]);
+    // The key is taken again, with the same value, then the release's
+    // duplicate arrives: not a mismatch (which would read as "no effect").
+    lock(&mut n, 11, 6);
+    n.handle_message(now, NodeId(9), release);
+    assert_eq!(outcomes(&mut n, OpId(20)), vec![Err(Refusal::Superseded)]);
+}

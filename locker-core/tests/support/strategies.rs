@@ -80,6 +80,7 @@ pub fn refusal() -> impl Strategy<Value = Refusal> {
         Just(Refusal::NoPromise),
         Just(Refusal::NotMaster),
         Just(Refusal::Invalid),
+        Just(Refusal::Superseded),
     ]
 }
 
