@@ -52,6 +52,12 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         }
     }
 
+    /// The next envelope already read from the socket, if a whole one is
+    /// buffered: lets the caller handle a burst of frames at once.
+    pub fn next_buffered(&mut self) -> Result<Option<Envelope>, ConnError> {
+        Ok(self.frames.next_frame()?)
+    }
+
     /// The next envelope; `Err(Closed)` at end of stream.
     pub async fn next(&mut self) -> Result<Envelope, ConnError> {
         loop {

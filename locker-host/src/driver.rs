@@ -1,14 +1,26 @@
-//! The node task: it owns the [`locker_core::Node`], feeds it peer messages,
-//! requests and timeouts, and performs its outputs.
+//! The node's driver: the [`locker_core::Node`] behind a mutex, fed in place
+//! by the task that received an input (run to completion), plus one task
+//! that owns the timer and the embedded clients' inbox.
+//!
+//! # Why inputs are handled where they arrive
+//!
+//! Every protocol hop used to cost two task wake-ups: the connection's reader
+//! woke, decoded and sent the input over a channel, then the driver task woke
+//! to run the core and write. On a loaded machine the second wake-up is often
+//! a cross-thread one (a futex wake and a context switch) and dominated the
+//! profile. Now the reader that decoded a batch of frames locks the core,
+//! handles them, and writes the outputs itself: one wake-up per hop. The lock
+//! is held only while the core runs and frames are encoded; the writes happen
+//! after it is released, so another connection's input can be handled
+//! meanwhile.
 
+use event_listener::Event;
 use locker_core::envelope::{Envelope, Status};
 use locker_core::{Node, NodeId, Output, RequestId, Time, Token};
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -19,8 +31,8 @@ use crate::runtime::Runtime;
 /// Queue bound of the driver's inbox.
 pub(crate) const INBOX: usize = 16384;
 
-/// Inputs taken from the inbox at most before the driver looks at its timer
-/// and flushes (so a flood cannot starve timeouts or delay writes).
+/// Inputs taken from the inbox under one lock at most (so a flood of
+/// embedded requests cannot hold the core for long or delay writes).
 const BURST: usize = 1024;
 
 /// Where a reply goes.
@@ -31,7 +43,7 @@ pub(crate) enum ReplyTo {
     Remote(Arc<Outbox>),
 }
 
-/// What the driver task receives.
+/// One input to the core.
 pub(crate) enum Input {
     /// A message from an authenticated peer.
     Peer {
@@ -42,15 +54,12 @@ pub(crate) enum Input {
     Request { env: Envelope, reply: ReplyTo },
 }
 
-/// The driver's pending wake-up.
-type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 /// A peer link's current connection, if it is up.
 pub(crate) type Slot = Arc<Mutex<Option<Arc<Outbox>>>>;
 
 /// Outboxes written to during the current burst of inputs.
 #[derive(Default)]
-struct Dirty(Vec<Arc<Outbox>>);
+pub(crate) struct Dirty(Vec<Arc<Outbox>>);
 
 impl Dirty {
     fn push(&mut self, outbox: &Arc<Outbox>) {
@@ -94,6 +103,120 @@ pub(crate) struct Driver {
     pending: HashMap<u64, (u64, ReplyTo)>,
     next_request: u64,
     dirty: Dirty,
+    /// The core time the timer task's timer is set for, if any.
+    armed: Option<Time>,
+}
+
+/// The driver shared by every task that feeds it.
+pub(crate) struct SharedDriver {
+    driver: Mutex<Driver>,
+    /// Wakes the timer task when the core's next wake-up moved earlier than
+    /// its timer.
+    rearm: Event,
+}
+
+impl SharedDriver {
+    pub fn new(driver: Driver) -> Arc<SharedDriver> {
+        Arc::new(SharedDriver {
+            driver: Mutex::new(driver),
+            rearm: Event::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Driver> {
+        // The core's methods do not panic on any input; should one anyway,
+        // the node keeps serving with the state it left.
+        self.driver.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `feed` on the locked driver, then writes its outputs after
+    /// releasing the lock. `written` is the caller's scratch list (kept to
+    /// reuse its allocation); it is empty again on return.
+    pub fn handle(&self, written: &mut Dirty, feed: impl FnOnce(&mut Driver)) {
+        let rearm = {
+            let mut driver = self.lock();
+            feed(&mut driver);
+            std::mem::swap(&mut driver.dirty, written);
+            driver.wake_moved_earlier()
+        };
+        if rearm {
+            self.rearm.notify(1);
+        }
+        // One write per connection for the whole burst.
+        written.flush();
+    }
+
+    /// The timer and the embedded clients' requests: runs until every sender
+    /// of the inbox is gone.
+    pub async fn run<R: Runtime>(
+        self: Arc<Self>,
+        runtime: R,
+        inbox: async_channel::Receiver<Input>,
+    ) {
+        enum Woken {
+            Input(Input),
+            InboxClosed,
+            Timer,
+            Rearm,
+        }
+        let mut written = Dirty::default();
+        loop {
+            // Listen before reading the wake-up, so a move in between is not lost.
+            let rearm = self.rearm.listen();
+            let wake = {
+                let mut driver = self.lock();
+                driver.armed = driver.node.poll_timeout();
+                driver
+                    .armed
+                    .map(|t| driver.start + Duration::from_micros(t.as_micros()))
+            };
+            // A timer that fires before the core's wake-up (it moved later)
+            // only costs a look: the core finds nothing due and names the
+            // later instant then.
+            let woken = futures_lite::future::or(
+                async {
+                    match inbox.recv().await {
+                        Ok(input) => Woken::Input(input),
+                        Err(_) => Woken::InboxClosed,
+                    }
+                },
+                futures_lite::future::or(
+                    async {
+                        match wake {
+                            Some(at) => runtime.sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                        Woken::Timer
+                    },
+                    async {
+                        rearm.await;
+                        Woken::Rearm
+                    },
+                ),
+            )
+            .await;
+            match woken {
+                Woken::InboxClosed => return,
+                Woken::Rearm => {}
+                Woken::Timer => self.handle(&mut written, |driver| driver.timeout()),
+                Woken::Input(input) => self.handle(&mut written, |driver| {
+                    driver.handle(input);
+                    // Take what is already queued under the same lock.
+                    for _ in 0..BURST {
+                        match inbox.try_recv() {
+                            Ok(input) => driver.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                    // Under a flood of inputs the timer branch may lose
+                    // every race: look at the clock here too.
+                    if wake.is_some_and(|at| Instant::now() >= at) {
+                        driver.timeout();
+                    }
+                }),
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -108,72 +231,12 @@ impl Driver {
             pending: HashMap::new(),
             next_request: 0,
             dirty: Dirty::default(),
+            armed: None,
         }
     }
 
     fn now(&self) -> Time {
         Time::from_micros(self.start.elapsed().as_micros() as u64)
-    }
-
-    /// Runs until every sender of the inbox is gone.
-    pub async fn run<R: Runtime>(mut self, runtime: R, inbox: async_channel::Receiver<Input>) {
-        let mut timer: Option<(Instant, Sleep)> = None;
-        loop {
-            let wake = self
-                .node
-                .poll_timeout()
-                .map(|t| self.start + Duration::from_micros(t.as_micros()));
-            // A new timer only when the wake-up moved earlier: one armed
-            // for an earlier instant fires early, the core finds nothing due
-            // and names the later instant then. Timers are re-armed far less
-            // often than the wake-up moves (every request moves it).
-            let armed = timer.as_ref().map(|(at, _)| *at);
-            if let Some(at) = wake.filter(|w| armed.is_none_or(|a| *w < a)) {
-                let sleep: Sleep = Box::pin(runtime.sleep_until(at));
-                timer = Some((at, sleep));
-            }
-            let fired = futures_lite::future::or(
-                async {
-                    match inbox.recv().await {
-                        Ok(input) => Some(Some(input)),
-                        Err(_) => None,
-                    }
-                },
-                async {
-                    match timer.as_mut() {
-                        Some((_, sleep)) => sleep.as_mut().await,
-                        None => std::future::pending().await,
-                    }
-                    Some(None)
-                },
-            )
-            .await;
-            match fired {
-                None => return,
-                Some(Some(input)) => {
-                    self.handle(input);
-                    // Take what is already queued before sleeping again.
-                    for _ in 0..BURST {
-                        match inbox.try_recv() {
-                            Ok(input) => self.handle(input),
-                            Err(_) => break,
-                        }
-                    }
-                    // The inbox is polled first: under a flood the timer
-                    // would never win, so look at the clock here too.
-                    if wake.is_some_and(|at| Instant::now() >= at) {
-                        timer = None;
-                        self.timeout();
-                    }
-                }
-                Some(None) => {
-                    timer = None;
-                    self.timeout();
-                }
-            }
-            // One write per connection for the whole burst.
-            self.dirty.flush();
-        }
     }
 
     fn timeout(&mut self) {
@@ -195,7 +258,20 @@ impl Driver {
         }
     }
 
-    fn handle(&mut self, input: Input) {
+    /// Whether the core now wants to wake before the armed timer; if so, the
+    /// new instant counts as armed (the caller tells the timer task).
+    fn wake_moved_earlier(&mut self) -> bool {
+        match self.node.poll_timeout() {
+            Some(wake) if self.armed.is_none_or(|armed| wake < armed) => {
+                self.armed = Some(wake);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Feeds one input to the core and queues its outputs.
+    pub(crate) fn handle(&mut self, input: Input) {
         let now = self.now();
         match input {
             Input::Peer { from, msg } => self.node.handle_message(now, from, msg),

@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::client::Client;
 use crate::counters::Counters;
-use crate::driver::{read_ceiling, Driver, Input, Slot, INBOX};
+use crate::driver::{read_ceiling, Driver, Input, SharedDriver, Slot, INBOX};
 use crate::link::Link;
 use crate::runtime::Runtime;
 use crate::server::Server;
@@ -148,12 +148,13 @@ impl<R: Runtime> LocalNode<R> {
         let mut known: Vec<NodeId> = opts.addrs.keys().copied().collect();
         known.extend(config.masters.iter().chain(&config.replicas));
 
-        runtime.spawn(shutdown.guard(driver.run(runtime.clone(), inbox)));
+        let driver = SharedDriver::new(driver);
+        runtime.spawn(shutdown.guard(driver.clone().run(runtime.clone(), inbox)));
         let server = Server {
             runtime: runtime.clone(),
             known,
             secret,
-            input: input.clone(),
+            driver,
             counters: counters.clone(),
             max_frame: opts.max_frame,
             shutdown: shutdown.clone(),

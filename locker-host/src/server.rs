@@ -1,5 +1,7 @@
 //! The accept loop and the two kinds of accepted connection: a peer's
 //! (messages into the driver) and a client's (requests in, replies out).
+//! Each connection's task feeds what it reads to the driver itself, a burst
+//! of frames under one lock (see [`crate::driver`]).
 
 use locker_core::envelope::{Envelope, Who};
 use locker_core::wire::WireError;
@@ -10,7 +12,7 @@ use tracing::{debug, warn};
 
 use crate::conn::{self, ConnError, Reader};
 use crate::counters::{bump, Counters};
-use crate::driver::{Input, ReplyTo};
+use crate::driver::{Dirty, Input, ReplyTo, SharedDriver};
 use crate::outbox::{CloseOnDrop, Outbox};
 use crate::runtime::Runtime;
 use crate::signal::Shutdown;
@@ -24,7 +26,7 @@ pub(crate) struct Server<R: Runtime> {
     /// Every node id that may connect as a peer.
     pub known: Vec<NodeId>,
     pub secret: Arc<[u8]>,
-    pub input: async_channel::Sender<Input>,
+    pub driver: Arc<SharedDriver>,
     pub counters: Arc<Counters>,
     pub max_frame: usize,
     pub shutdown: Shutdown,
@@ -105,14 +107,26 @@ impl<R: Runtime> Server<R> {
         from: NodeId,
         mut reader: Reader<R::Reader>,
     ) -> Result<(), ConnError> {
+        let mut burst = Vec::new();
+        let mut written = Dirty::default();
         loop {
-            match reader.next().await? {
-                Envelope::Peer(msg) => {
-                    if self.input.send(Input::Peer { from, msg }).await.is_err() {
-                        return Ok(());
+            // What one read brought in, decoded before taking the lock.
+            let ended = read_burst(&mut reader, &mut burst).await;
+            let mut refused = None;
+            self.driver.handle(&mut written, |driver| {
+                for env in burst.drain(..) {
+                    match env {
+                        Envelope::Peer(msg) => driver.handle(Input::Peer { from, msg }),
+                        _ => {
+                            refused = Some(garbage("not a peer message"));
+                            break;
+                        }
                     }
                 }
-                _ => return Err(garbage("not a peer message")),
+            });
+            burst.clear();
+            if let Some(e) = refused.or(ended) {
+                return Err(e);
             }
         }
     }
@@ -122,22 +136,49 @@ impl<R: Runtime> Server<R> {
         mut reader: Reader<R::Reader>,
         outbox: Arc<Outbox>,
     ) -> Result<(), ConnError> {
+        let mut burst = Vec::new();
+        let mut written = Dirty::default();
         loop {
-            let env = reader.next().await?;
-            match env {
-                Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
-                    let reply = ReplyTo::Remote(outbox.clone());
-                    if self
-                        .input
-                        .send(Input::Request { env, reply })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
+            let ended = read_burst(&mut reader, &mut burst).await;
+            let mut refused = None;
+            self.driver.handle(&mut written, |driver| {
+                for env in burst.drain(..) {
+                    match env {
+                        Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
+                            let reply = ReplyTo::Remote(outbox.clone());
+                            driver.handle(Input::Request { env, reply });
+                        }
+                        _ => {
+                            refused = Some(garbage("not a client request"));
+                            break;
+                        }
                     }
                 }
-                _ => return Err(garbage("not a client request")),
+            });
+            burst.clear();
+            if let Some(e) = refused.or(ended) {
+                return Err(e);
             }
+        }
+    }
+}
+
+/// Waits for the next envelope, then takes every whole one already buffered
+/// behind it into `burst`. Returns why the connection ended, if it did: the
+/// frames before the end are still in `burst` and must be handled.
+async fn read_burst<S: futures_io::AsyncRead + Unpin>(
+    reader: &mut Reader<S>,
+    burst: &mut Vec<Envelope>,
+) -> Option<ConnError> {
+    match reader.next().await {
+        Ok(env) => burst.push(env),
+        Err(e) => return Some(e),
+    }
+    loop {
+        match reader.next_buffered() {
+            Ok(Some(env)) => burst.push(env),
+            Ok(None) => return None,
+            Err(e) => return Some(e),
         }
     }
 }
