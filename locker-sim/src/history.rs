@@ -23,6 +23,8 @@ pub enum OpKind {
     WaitForRelease,
     /// `set_w(w)` (administration; no key).
     SetW(usize),
+    /// `set_nodes` (administration; no key).
+    SetNodes,
 }
 
 impl OpKind {
@@ -38,6 +40,7 @@ impl OpKind {
             OpKind::WaitFor => "wait_for",
             OpKind::WaitForRelease => "wait_for_release",
             OpKind::SetW(_) => "set_w",
+            OpKind::SetNodes => "set_nodes",
         }
     }
 }

@@ -80,9 +80,12 @@ struct SimArgs {
     /// Operations each client may have outstanding at once (on distinct keys).
     #[arg(long, default_value_t = 8)]
     pipeline: usize,
-    /// Membership changes (set_w between majority values) during the fault phase.
+    /// Membership changes during the fault phase: set_w between majority values.
     #[arg(long)]
     admin: bool,
+    /// Membership changes that also swap a master and a replica (set_nodes).
+    #[arg(long)]
+    admin_nodes: bool,
     /// An explicit fault schedule instead of the one drawn from the seed,
     /// in the text form of `locker_sim::schedule::Schedule` (as printed by a
     /// failing property test), e.g. `halves:5@1200+800,crash:1:0@3000+1500`.
@@ -140,6 +143,7 @@ impl SimArgs {
             ops_per_sec: self.ops_per_sec,
             pipeline: self.pipeline,
             admin: self.admin,
+            admin_nodes: self.admin_nodes,
             schedule,
             max_lease_ms: self.max_lease_ms,
             persist_ceiling: !self.no_ceiling,

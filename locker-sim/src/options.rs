@@ -135,8 +135,11 @@ pub struct SimOptions {
     pub ops_per_sec: f64,
     /// Operations each client may have outstanding at once, on distinct keys.
     pub pipeline: usize,
-    /// Membership changes (`set_w` between majority values) in the workload.
+    /// Membership changes in the workload: `set_w` between majority values.
     pub admin: bool,
+    /// Membership changes in the workload that also swap a master and a
+    /// replica (`set_nodes`); implies `admin`.
+    pub admin_nodes: bool,
     /// The cluster's `max_lease`, in milliseconds (quarantine scales with it).
     pub max_lease_ms: u64,
     /// Persist the token ceiling across crashes (a host with durable storage).
@@ -172,6 +175,7 @@ impl Default for SimOptions {
             ops_per_sec: 300.0,
             pipeline: 8,
             admin: false,
+            admin_nodes: false,
             max_lease_ms: 10_000,
             persist_ceiling: true,
             quarantine: true,
@@ -231,6 +235,9 @@ impl SimOptions {
         }
         if self.admin {
             s += " --admin";
+        }
+        if self.admin_nodes {
+            s += " --admin-nodes";
         }
         if let Some(sch) = &self.schedule {
             s += &format!(" --schedule {sch}");

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use locker_core::{
-    Config, Message, Node, NodeId, Output, Reply, Request, RequestId, Response, Time, Token,
+    Config, Message, Node, NodeId, Output, Reply, Request, RequestId, Response, Role, Time, Token,
 };
 
 use crate::checkers::{self, Report};
@@ -125,6 +125,12 @@ pub struct World {
     /// Workload arrivals dropped because every slot of the client was busy.
     pub dropped: u64,
     admin_pending: Option<u64>,
+    /// The membership last configured: `(masters, replicas, w)`. Restarted
+    /// nodes come back with it (a host that persists its configuration).
+    members: (Vec<NodeId>, Vec<NodeId>, usize),
+    /// A change that did not answer `configured`: sent again, unchanged,
+    /// before any other (changes go one at a time).
+    admin_retry: Option<Request>,
 }
 
 /// Real microseconds from seconds.
@@ -204,7 +210,14 @@ impl World {
             quiet_at,
             dropped: 0,
             admin_pending: None,
+            members: (Vec::new(), Vec::new(), 0),
+            admin_retry: None,
         };
+        world.members = (
+            world.procs[0].config.masters.clone(),
+            world.procs[0].config.replicas.clone(),
+            world.procs[0].config.w,
+        );
         for p in 0..n {
             world.drain(p);
         }
@@ -235,7 +248,7 @@ impl World {
                 .collect();
             world.net.cut_forever(links);
         }
-        if world.opts.admin {
+        if world.opts.admin || world.opts.admin_nodes {
             let t = world.rng.range(0, 2_000_000);
             world.push(t, Event::Admin);
         }
@@ -292,7 +305,7 @@ impl World {
             w: self.opts.w.unwrap_or(self.opts.masters / 2 + 1),
             ..checkers::Stores::default()
         };
-        for (i, p) in self.procs.iter().enumerate() {
+        for p in &self.procs {
             let Some(node) = &p.node else { continue };
             let local = p.clock.local(self.now);
             let entries = node
@@ -306,10 +319,12 @@ impl World {
                     )
                 })
                 .collect();
-            if i < self.opts.masters {
-                s.masters.push(entries);
-            } else if i < self.opts.masters + self.opts.replicas {
-                s.replicas.push(entries);
+            // By role, not index: `set_nodes` may have swapped a master and
+            // a replica.
+            match node.role() {
+                Role::Master => s.masters.push(entries),
+                Role::Replica => s.replicas.push(entries),
+                Role::Client => {}
             }
         }
         s
@@ -666,9 +681,13 @@ impl World {
         self.now / (self.opts.max_lease_ms * 400).max(1)
     }
 
-    /// An administrator changes the write quorum to another majority value,
-    /// through a client's node (which applies it and tells every storing
-    /// node), every one to four simulated seconds of the fault phase.
+    /// An administrator changes the membership every one to four simulated
+    /// seconds of the fault phase, through a client's node (which applies
+    /// the change and tells every storing node): `set_w` to another majority
+    /// value, or (with `admin_nodes`) `set_nodes` swapping one master with
+    /// one replica (the storing nodes and the number of masters stay the
+    /// same). A change that
+    /// does not answer `configured` is sent again before any other.
     fn admin(&mut self) {
         if self.now >= self.quiet_at {
             return;
@@ -678,18 +697,54 @@ impl World {
         if self.admin_pending.is_some() || self.clients.is_empty() {
             return;
         }
-        let majority = self.opts.masters / 2 + 1;
-        let w = self
-            .rng
-            .range(majority as u64, self.opts.masters as u64 + 1) as usize;
+        let req = match self.admin_retry.clone() {
+            Some(req) => req,
+            None => {
+                let (masters, replicas, _) = self.members.clone();
+                if self.opts.admin_nodes && !replicas.is_empty() && self.rng.chance(0.5) {
+                    let m = self.rng.range(0, masters.len() as u64) as usize;
+                    let r = self.rng.range(0, replicas.len() as u64) as usize;
+                    let (mut masters, mut replicas) = (masters, replicas);
+                    std::mem::swap(&mut masters[m], &mut replicas[r]);
+                    masters.sort();
+                    replicas.sort();
+                    Request::SetNodes { masters, replicas }
+                } else {
+                    let n = masters.len();
+                    let w = self.rng.range(n as u64 / 2 + 1, n as u64 + 1) as usize;
+                    Request::SetW { w }
+                }
+            }
+        };
+        let kind = match &req {
+            Request::SetW { w } => OpKind::SetW(*w),
+            _ => OpKind::SetNodes,
+        };
+        self.admin_retry = Some(req.clone());
         let c = self.rng.range(0, self.clients.len() as u64) as usize;
         let action = workload::Action {
-            req: Request::SetW { w },
-            kind: OpKind::SetW(w),
+            req,
+            kind,
             key: String::new(),
             remote: false,
         };
         self.send(c, None, action, false);
+    }
+
+    /// The administrator's change answered.
+    fn admin_reply(&mut self, reply: &Reply) {
+        self.admin_pending = None;
+        if !matches!(reply, Ok(Response::Configured)) {
+            return;
+        }
+        match self.admin_retry.take() {
+            Some(Request::SetW { w }) => self.members.2 = w,
+            Some(Request::SetNodes { masters, replicas }) => {
+                self.members.0 = masters;
+                self.members.1 = replicas;
+            }
+            _ => {}
+        }
     }
 
     fn use_token(&mut self, c: usize, s: usize) {
@@ -737,7 +792,7 @@ impl World {
         let op = r.op;
         self.history.ops[op].ret = Some((self.now, reply.clone()));
         let Some(s) = r.slot else {
-            self.admin_pending = None;
+            self.admin_reply(&reply);
             return;
         };
         self.clients[c].slots[s].pending = None;
@@ -959,7 +1014,11 @@ impl World {
         if self.procs[p].node.is_some() {
             return;
         }
+        let (masters, replicas, w) = self.members.clone();
         let proc = &mut self.procs[p];
+        proc.config.masters = masters;
+        proc.config.replicas = replicas;
+        proc.config.w = w;
         proc.clock.offset = proc.clock.offset.saturating_add(jump_us);
         let local = proc.clock.local(self.now);
         let ceiling = if self.opts.persist_ceiling {
