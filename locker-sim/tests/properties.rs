@@ -44,10 +44,12 @@ prop_compose! {
         // shrinking the schedule removes them.
         bits in 0u8..=255,
         schedule in schedule::strategy(3_000, 10),
+        // set_w between majority values during the run.
+        admin in any::<bool>(),
     ) -> SimOptions {
         let faults = Faults::from_bits(bits);
         SimOptions {
-            masters, replicas, clients, sim_secs, ops_per_sec, pipeline, max_lease_ms, faults,
+            masters, replicas, clients, sim_secs, ops_per_sec, pipeline, max_lease_ms, faults, admin,
             schedule: Some(schedule),
             ..SimOptions::default()
         }
