@@ -43,6 +43,10 @@ pub(crate) enum ReplyTo {
     Remote(Arc<Outbox>),
 }
 
+/// Client requests in flight from which connection tasks leave their writes
+/// to the writer task (see [`SharedDriver::handle_read`]).
+const DEFER_WRITES_FROM: usize = 4;
+
 /// One input to the core.
 pub(crate) enum Input {
     /// A message from an authenticated peer.
@@ -105,6 +109,8 @@ pub(crate) struct Driver {
     dirty: Dirty,
     /// The core time the timer task's timer is set for, if any.
     armed: Option<Time>,
+    /// The writer task was told to flush `dirty` and has not yet taken it.
+    writer_woken: bool,
 }
 
 /// The driver shared by every task that feeds it.
@@ -113,6 +119,8 @@ pub(crate) struct SharedDriver {
     /// Wakes the timer task when the core's next wake-up moved earlier than
     /// its timer.
     rearm: Event,
+    /// Wakes the writer task: outputs wait in `Driver::dirty`.
+    flush_wanted: Event,
 }
 
 impl SharedDriver {
@@ -120,7 +128,56 @@ impl SharedDriver {
         Arc::new(SharedDriver {
             driver: Mutex::new(driver),
             rearm: Event::new(),
+            flush_wanted: Event::new(),
         })
+    }
+
+    /// Runs `feed` (inputs read from a connection) on the locked driver.
+    /// With few requests in flight the outputs are written at once, as
+    /// [`SharedDriver::handle`] does: nothing else is likely to share the
+    /// writes, and latency is what counts. Under load they are left for the
+    /// writer task, which runs after the other connection tasks woken in
+    /// the same turn of the reactor have handled their inputs: one write
+    /// per peer for all of them instead of one per input. Measured at 64
+    /// clients: 4.5 sends per lock+release cycle instead of 8.4, and a
+    /// sixth less CPU per cycle; at one client, writing at once was faster.
+    pub fn handle_read(&self, written: &mut Dirty, feed: impl FnOnce(&mut Driver)) {
+        let (rearm, wake_writer) = {
+            let mut driver = self.lock();
+            feed(&mut driver);
+            let busy = driver.pending.len() >= DEFER_WRITES_FROM;
+            let wake_writer = busy && !driver.dirty.0.is_empty() && !driver.writer_woken;
+            if wake_writer {
+                driver.writer_woken = true;
+            }
+            if !busy {
+                std::mem::swap(&mut driver.dirty, written);
+            }
+            (driver.wake_moved_earlier(), wake_writer)
+        };
+        if rearm {
+            self.rearm.notify(1);
+        }
+        if wake_writer {
+            self.flush_wanted.notify(1);
+        }
+        written.flush();
+    }
+
+    /// Writes what the connection tasks left in `Driver::dirty`, each time
+    /// one wakes it.
+    pub async fn run_writer(self: Arc<Self>) {
+        let mut written = Dirty::default();
+        loop {
+            let wanted = self.flush_wanted.listen();
+            {
+                let mut driver = self.lock();
+                std::mem::swap(&mut driver.dirty, &mut written);
+                driver.writer_woken = false;
+            }
+            written.flush();
+            wanted.await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Driver> {
@@ -232,6 +289,7 @@ impl Driver {
             next_request: 0,
             dirty: Dirty::default(),
             armed: None,
+            writer_woken: false,
         }
     }
 

@@ -150,6 +150,7 @@ impl<R: Runtime> LocalNode<R> {
 
         let driver = SharedDriver::new(driver);
         runtime.spawn(shutdown.guard(driver.clone().run(runtime.clone(), inbox)));
+        runtime.spawn(shutdown.guard(driver.clone().run_writer()));
         let server = Server {
             runtime: runtime.clone(),
             known,

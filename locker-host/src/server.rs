@@ -113,7 +113,7 @@ impl<R: Runtime> Server<R> {
             // What one read brought in, decoded before taking the lock.
             let ended = read_burst(&mut reader, &mut burst).await;
             let mut refused = None;
-            self.driver.handle(&mut written, |driver| {
+            self.driver.handle_read(&mut written, |driver| {
                 for env in burst.drain(..) {
                     match env {
                         Envelope::Peer(msg) => driver.handle(Input::Peer { from, msg }),
@@ -141,7 +141,7 @@ impl<R: Runtime> Server<R> {
         loop {
             let ended = read_burst(&mut reader, &mut burst).await;
             let mut refused = None;
-            self.driver.handle(&mut written, |driver| {
+            self.driver.handle_read(&mut written, |driver| {
                 for env in burst.drain(..) {
                     match env {
                         Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {

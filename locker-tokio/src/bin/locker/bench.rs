@@ -33,6 +33,14 @@ pub struct BenchArgs {
     /// Runtimes of the spawned nodes, measured in turn at each concurrency.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tokio")]
     runtime: Vec<RuntimeKind>,
+    /// Worker threads of each spawned `locker serve` (default: its own).
+    #[arg(long)]
+    serve_threads: Option<usize>,
+    /// Worker threads of this load process; 1 runs its clients on tokio's
+    /// current-thread runtime, where a reply wakes the waiting client on
+    /// the thread that read it.
+    #[arg(long, default_value_t = 1)]
+    pub load_threads: usize,
 }
 
 struct Procs(Vec<Child>);
@@ -46,7 +54,10 @@ impl Drop for Procs {
     }
 }
 
-fn spawn_cluster(runtime: RuntimeKind) -> Result<(Procs, Vec<SocketAddr>), String> {
+fn spawn_cluster(
+    runtime: RuntimeKind,
+    threads: Option<usize>,
+) -> Result<(Procs, Vec<SocketAddr>), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| {
@@ -63,18 +74,22 @@ fn spawn_cluster(runtime: RuntimeKind) -> Result<(Procs, Vec<SocketAddr>), Strin
         .join(",");
     let mut procs = Procs(Vec::new());
     for (i, a) in addrs.iter().enumerate() {
-        let child = Command::new(&exe)
-            .args([
-                "serve",
-                "--id",
-                &(i + 1).to_string(),
-                "--listen",
-                &a.to_string(),
-                "--masters",
-                &masters,
-                "--runtime",
-                runtime.name(),
-            ])
+        let mut command = Command::new(&exe);
+        command.args([
+            "serve",
+            "--id",
+            &(i + 1).to_string(),
+            "--listen",
+            &a.to_string(),
+            "--masters",
+            &masters,
+            "--runtime",
+            runtime.name(),
+        ]);
+        if let Some(n) = threads {
+            command.args(["--threads", &n.to_string()]);
+        }
+        let child = command
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -121,7 +136,7 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
     let mut targets = Vec::new();
     if args.connect.is_empty() {
         for &runtime in &args.runtime {
-            let (p, addrs) = spawn_cluster(runtime)?;
+            let (p, addrs) = spawn_cluster(runtime, args.serve_threads)?;
             procs.push(p);
             targets.push(Target {
                 runtime: runtime.name(),
@@ -150,7 +165,8 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
             println!("{v}");
         }
     }
-    for t in &targets {
+    // `--leases 0` skips the extend workload.
+    for t in targets.iter().filter(|_| args.leases > 0) {
         let v = extends(t, &args, run_for, secret).await?;
         println!("{v}");
     }
