@@ -56,4 +56,4 @@ pub mod world;
 
 pub use checkers::Report;
 pub use options::{Faults, SimOptions};
-pub use world::{run, RunResult, World};
+pub use world::{run, shrink, RunResult, World};

@@ -44,6 +44,11 @@ enum Cmd {
         /// Print every event.
         #[arg(long)]
         trace: bool,
+        /// If the run fails, drop fault events one at a time while a checker
+        /// that fired still fires, and print the command that replays the
+        /// smaller schedule.
+        #[arg(long)]
+        shrink: bool,
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
@@ -91,6 +96,10 @@ struct SimArgs {
     /// failing property test), e.g. `halves:5@1200+800,crash:1:0@3000+1500`.
     #[arg(long)]
     schedule: Option<String>,
+    /// With --schedule: draw the seed's own schedule first anyway (and ignore
+    /// it), so that the rest of the run is the seed's (as --shrink prints).
+    #[arg(long)]
+    after_draw: bool,
     /// The cluster's max_lease in milliseconds (quarantine scales with it).
     #[arg(long, default_value_t = 10_000)]
     max_lease_ms: u64,
@@ -144,6 +153,7 @@ impl SimArgs {
             pipeline: self.pipeline,
             admin: self.admin,
             admin_nodes: self.admin_nodes,
+            after_draw: self.after_draw,
             schedule,
             max_lease_ms: self.max_lease_ms,
             persist_ceiling: !self.no_ceiling,
@@ -264,6 +274,7 @@ fn main() -> ExitCode {
             seed,
             opts,
             trace,
+            shrink,
             json,
         } => {
             let o = match opts.options() {
@@ -288,6 +299,16 @@ fn main() -> ExitCode {
             let ok = r.report.ok();
             if !trace || json {
                 print(&mut summary, started.elapsed().as_secs_f64(), json, &flags);
+            }
+            if shrink && !ok {
+                if let Some(small) = locker_sim::shrink(seed, &o) {
+                    eprintln!(
+                        "shrunk from {} to {} fault events: {}",
+                        r.schedule.events.len(),
+                        small.schedule.as_ref().map_or(0, |s| s.events.len()),
+                        small.replay_command(seed)
+                    );
+                }
             }
             ExitCode::from(if ok { 0 } else { 1 })
         }

@@ -158,6 +158,11 @@ pub struct SimOptions {
     /// pauses; the steady loss, duplication, reordering, delay and skew of
     /// `faults` still apply.
     pub schedule: Option<Schedule>,
+    /// With an explicit `schedule`: draw the seed's schedule first anyway
+    /// (and ignore it), so that the rest of the run is the one the seed
+    /// gives; the seed's own schedule given this way is the same run. How
+    /// `locker-sim replay --shrink` shrinks a seed's drawn schedule.
+    pub after_draw: bool,
 }
 
 impl Default for SimOptions {
@@ -183,6 +188,7 @@ impl Default for SimOptions {
             crash_all_masters_at: None,
             isolate_forever: Vec::new(),
             schedule: None,
+            after_draw: false,
         }
     }
 }
@@ -241,6 +247,9 @@ impl SimOptions {
         }
         if let Some(sch) = &self.schedule {
             s += &format!(" --schedule {sch}");
+            if self.after_draw {
+                s += " --after-draw";
+            }
         }
         s
     }

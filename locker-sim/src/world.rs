@@ -226,7 +226,12 @@ impl World {
             world.push(t, Event::ClientWake(c));
         }
         let schedule = match &world.opts.schedule {
-            Some(s) => s.clone(),
+            Some(s) => {
+                if world.opts.after_draw {
+                    faults::draw(&mut world.rng, &world.opts, quiet_at);
+                }
+                s.clone()
+            }
             None => faults::draw(&mut world.rng, &world.opts, quiet_at),
         };
         for (i, e) in schedule.events.iter().enumerate() {
@@ -297,6 +302,7 @@ impl World {
             ops: std::mem::take(&mut self.history.ops),
             dropped: self.dropped,
             fault_phase_micros: self.quiet_at,
+            schedule: self.schedule,
         }
     }
 
@@ -1078,6 +1084,8 @@ pub struct RunResult {
     pub dropped: u64,
     /// Length of the fault phase, in microseconds.
     pub fault_phase_micros: u64,
+    /// The fault schedule the run applied (drawn from the seed or given).
+    pub schedule: Schedule,
 }
 
 impl RunResult {
@@ -1093,4 +1101,47 @@ impl RunResult {
 /// Runs one seed to the end.
 pub fn run(seed: u64, opts: &SimOptions, trace: bool) -> RunResult {
     World::new(seed, opts.clone(), trace).run()
+}
+
+/// Shrinks the fault schedule of a failing run: drops events one at a time
+/// (last first) while a checker that fired still fires, until no single
+/// event can go. Returns the options that replay the smaller schedule (a
+/// schedule drawn from the seed comes back explicit, with `after_draw`, so
+/// that the rest of the run stays the seed's), or `None` if the run passes.
+/// Deterministic, like every run (`locker-sim replay --shrink`).
+pub fn shrink(seed: u64, opts: &SimOptions) -> Option<SimOptions> {
+    let first = run(seed, opts, false);
+    if first.report.ok() {
+        return None;
+    }
+    let mut best = SimOptions {
+        schedule: Some(first.schedule.clone()),
+        after_draw: opts.after_draw || opts.schedule.is_none(),
+        ..opts.clone()
+    };
+    let fired: Vec<&'static str> = first
+        .report
+        .violations
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| *k)
+        .collect();
+    loop {
+        let mut smaller = false;
+        let events = best.schedule.as_ref().map_or(0, |s| s.events.len());
+        for i in (0..events).rev() {
+            let mut candidate = best.clone();
+            if let Some(s) = &mut candidate.schedule {
+                s.events.remove(i);
+            }
+            let r = run(seed, &candidate, false);
+            if fired.iter().any(|c| !r.report.of(c).is_empty()) {
+                best = candidate;
+                smaller = true;
+            }
+        }
+        if !smaller {
+            return Some(best);
+        }
+    }
 }
