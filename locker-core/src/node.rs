@@ -214,6 +214,7 @@ impl Node {
         }
         self.promises.expire(now);
         for record in self.store.expire(now) {
+            self.replication.forget(&record.key);
             self.waiters.key_changed(&record.key);
         }
         self.coordinator_timers(now);

@@ -36,6 +36,10 @@ pub(crate) struct Replication {
     next_mark: Option<Time>,
     /// A replica's view of each master's stream.
     inbound: BTreeMap<NodeId, Inbound>,
+    /// A replica's expiry of each key's current version as each master
+    /// reported it: masters disagree when one missed an extend, and the
+    /// replica keeps the entry while `w` of them hold it.
+    reports: BTreeMap<Box<[u8]>, Vec<(NodeId, Time)>>,
 }
 
 /// How far a replica has followed one master's stream.
@@ -82,7 +86,31 @@ impl Replication {
             sent: BTreeMap::new(),
             next_mark: None,
             inbound: BTreeMap::new(),
+            reports: BTreeMap::new(),
         }
+    }
+
+    /// A key left the replica's store.
+    pub(crate) fn forget(&mut self, key: &[u8]) {
+        self.reports.remove(key);
+    }
+
+    /// Records `master`'s expiry of the key's current version (`fresh`: a
+    /// newer version, which voids the other masters' reports) and returns
+    /// the expiry the replica keeps: while `w` masters hold the entry, or
+    /// the latest report until `w` masters have reported.
+    fn report(&mut self, key: &[u8], master: NodeId, expires: Time, fresh: bool, w: usize) -> Time {
+        let reports = self.reports.entry(key.into()).or_default();
+        if fresh {
+            reports.clear();
+        }
+        match reports.iter_mut().find(|(m, _)| *m == master) {
+            Some(r) => r.1 = expires,
+            None => reports.push((master, expires)),
+        }
+        let mut times: Vec<Time> = reports.iter().map(|(_, t)| *t).collect();
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        times.get(w.max(1) - 1).copied().unwrap_or(times[0])
     }
 
     pub(crate) fn next_timer(&self) -> Option<Time> {
@@ -142,6 +170,7 @@ impl Node {
         }
         if self.role != Role::Replica {
             self.replication.inbound.clear();
+            self.replication.reports.clear();
         } else if self.replication.inbound.is_empty() {
             for &master in &self.config.masters {
                 self.replication.inbound.insert(master, Inbound::UNKNOWN);
@@ -290,14 +319,14 @@ impl Node {
             return;
         }
         for entry in entries {
-            self.apply_replicated(now, entry);
+            self.apply_replicated(now, from, entry);
         }
         if fit == Fit::AfterGap {
             self.ask_snapshots(now);
         }
     }
 
-    fn apply_replicated(&mut self, now: Time, entry: Replicated) {
+    fn apply_replicated(&mut self, now: Time, from: NodeId, entry: Replicated) {
         let Replicated {
             key,
             state,
@@ -318,18 +347,33 @@ impl Node {
             revision: state.revision,
             deleted,
         };
-        let newer = match self.store.get(&incoming.key) {
+        let fresh = match self.store.get(&incoming.key) {
             None => true,
-            // The same state again, from the stream in order: its remaining
-            // lease is the latest news.
-            Some(r) => incoming.version() >= r.version(),
+            Some(r) if incoming.version() > r.version() => true,
+            // The same state again, from this master's stream in order: its
+            // remaining lease is this master's latest news.
+            Some(r) if incoming.version() == r.version() => false,
+            Some(_) => return,
         };
-        if newer && incoming.expires > now {
-            self.observe_token(incoming.token);
-            let key = incoming.key.clone();
-            self.store.put(incoming);
-            self.waiters.key_changed(&key);
+        let w = self.config.w;
+        let expires = self
+            .replication
+            .report(&incoming.key, from, incoming.expires, fresh, w);
+        if fresh && expires <= now {
+            self.replication.forget(&incoming.key);
+            return;
         }
+        self.observe_token(incoming.token);
+        let key = incoming.key.clone();
+        if fresh {
+            self.store.put(Record {
+                expires,
+                ..incoming
+            });
+        } else {
+            self.store.update(&key, |r| r.expires = expires);
+        }
+        self.waiters.key_changed(&key);
     }
 }
 

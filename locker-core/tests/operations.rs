@@ -957,3 +957,62 @@ fn a_late_copy_of_a_release_meets_a_later_tenure_as_superseded() {
     n.handle_message(now, NodeId(9), release);
     assert_eq!(outcomes(&mut n, OpId(20)), vec![Err(Refusal::Superseded)]);
 }
+
+#[test]
+fn a_replica_keeps_an_entry_while_w_masters_report_it() {
+    use locker_core::{EntryState, Replicated};
+    let masters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let start = Time::from_millis(1);
+    let mut r = Node::new(Config::new(NodeId(4), masters, vec![NodeId(4)]), start).unwrap();
+    let mut seq = [0u64; 4];
+    let mut push = |r: &mut Node, now: Time, master: u64, remaining: std::time::Duration| {
+        let entries = vec![Replicated {
+            key: b"k".to_vec(),
+            state: EntryState {
+                value: b"v".to_vec(),
+                token: Token(5),
+                revision: 0,
+                remaining,
+            },
+            deleted: false,
+        }];
+        let s = &mut seq[master as usize];
+        r.handle_message(
+            now,
+            NodeId(master),
+            Message::Replicate {
+                stream: master,
+                seq: *s,
+                snapshot: *s == 0,
+                entries,
+            },
+        );
+        *s += 1;
+    };
+    let has = |r: &mut Node, now: Time| {
+        r.handle_timeout(now);
+        r.dirty_entries(now).iter().any(|(k, _)| k == b"k")
+    };
+    // Two masters extended the lease; the third, which missed that
+    // extension, reports its older, shorter lease last.
+    push(&mut r, start, 1, ms(1400));
+    push(&mut r, start, 2, ms(1400));
+    push(&mut r, start, 3, ms(900));
+    assert!(has(&mut r, start + ms(1000)), "w masters still hold it");
+    assert!(!has(&mut r, start + ms(1500)));
+    // A shorter extension counts once w masters report it.
+    let now = start + ms(1500);
+    push(&mut r, now, 1, ms(1000));
+    push(&mut r, now, 2, ms(1000));
+    push(&mut r, now, 3, ms(1000));
+    push(&mut r, now, 1, ms(200));
+    assert!(
+        has(&mut r, now + ms(500)),
+        "one master's shorter lease is not enough"
+    );
+    push(&mut r, now + ms(500), 2, ms(100));
+    assert!(
+        !has(&mut r, now + ms(700)),
+        "two masters' shorter leases are"
+    );
+}
