@@ -43,6 +43,14 @@ pub(crate) enum ReplyTo {
     Remote(Arc<Outbox>),
 }
 
+/// Timeouts are handled at most once per this interval. Under load the core
+/// names a new deadline every few hundred microseconds (each finished
+/// attempt is kept for one rpc timeout), which would wake the timer task for
+/// each; its deadlines (retries from 2 ms, rpc and promise timeouts of
+/// hundreds of ms, leases) tolerate a millisecond of lateness, and handling
+/// a timeout late is always safe (a host may be descheduled as long).
+const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+
 /// Client requests in flight from which connection tasks leave their writes
 /// to the writer task (see [`SharedDriver::handle_read`]).
 const DEFER_WRITES_FROM: usize = 4;
@@ -217,6 +225,8 @@ impl SharedDriver {
             Rearm,
         }
         let mut written = Dirty::default();
+        // No timeout is handled before this instant (see TIMER_GRANULARITY).
+        let mut not_before = Instant::now();
         loop {
             // Listen before reading the wake-up, so a move in between is not lost.
             let rearm = self.rearm.listen();
@@ -225,7 +235,7 @@ impl SharedDriver {
                 driver.armed = driver.node.poll_timeout();
                 driver
                     .armed
-                    .map(|t| driver.start + Duration::from_micros(t.as_micros()))
+                    .map(|t| (driver.start + Duration::from_micros(t.as_micros())).max(not_before))
             };
             // A timer that fires before the core's wake-up (it moved later)
             // only costs a look: the core finds nothing due and names the
@@ -255,7 +265,10 @@ impl SharedDriver {
             match woken {
                 Woken::InboxClosed => return,
                 Woken::Rearm => {}
-                Woken::Timer => self.handle(&mut written, |driver| driver.timeout()),
+                Woken::Timer => {
+                    not_before = Instant::now() + TIMER_GRANULARITY;
+                    self.handle(&mut written, |driver| driver.timeout());
+                }
                 Woken::Input(input) => self.handle(&mut written, |driver| {
                     driver.handle(input);
                     // Take what is already queued under the same lock.
@@ -267,7 +280,9 @@ impl SharedDriver {
                     }
                     // Under a flood of inputs the timer branch may lose
                     // every race: look at the clock here too.
-                    if wake.is_some_and(|at| Instant::now() >= at) {
+                    let now = Instant::now();
+                    if wake.is_some_and(|at| now >= at) {
+                        not_before = now + TIMER_GRANULARITY;
                         driver.timeout();
                     }
                 }),
