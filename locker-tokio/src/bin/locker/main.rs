@@ -204,11 +204,12 @@ fn serve_threads(flag: Option<usize>) -> usize {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `None`: tokio's default (one worker per core), for client commands
+    // and the demo.
     let threads = match &cli.cmd {
-        Cmd::Serve { threads, .. } => serve_threads(*threads),
-        Cmd::Bench(args) => args.load_threads.max(1),
-        // Client commands and the demo: tokio's default.
-        _ => 0,
+        Cmd::Serve { threads, .. } => Some(serve_threads(*threads)),
+        Cmd::Bench(args) => Some(args.load_threads.max(1)),
+        _ => None,
     };
     if let Cmd::Serve {
         runtime: RuntimeKind::Smol,
@@ -217,20 +218,20 @@ fn main() -> ExitCode {
     {
         // smol's global executor reads its thread count once, when first
         // used: set it before anything starts it.
-        if std::env::var_os("SMOL_THREADS").is_none() {
-            std::env::set_var("SMOL_THREADS", threads.to_string());
+        if let (None, Some(n)) = (std::env::var_os("SMOL_THREADS"), threads) {
+            std::env::set_var("SMOL_THREADS", n.to_string());
         }
     }
     let rt = match threads {
         // On one thread every wake-up stays on it: no futex, no stealing.
-        1 => tokio::runtime::Builder::new_current_thread()
+        Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
     }
