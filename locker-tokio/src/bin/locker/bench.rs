@@ -174,22 +174,26 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until the cluster grants locks.
+/// Waits until every node grants locks (clients connect to all of them; a
+/// node that is slow to start would otherwise fail the first workload).
 async fn wait_ready(addrs: &[SocketAddr], secret: Option<&[u8]>) -> Result<(), String> {
     let t = Instant::now();
-    loop {
-        if let Ok(c) = Client::connect(addrs[0], secret).await {
-            let c = c.with_wait(Duration::from_millis(200));
-            if let Ok(h) = c.lock("bench-warmup", "w", Duration::from_secs(1)).await {
-                let _ = c.release("bench-warmup", "w", Some(h.token)).await;
-                return Ok(());
+    for addr in addrs {
+        loop {
+            if let Ok(c) = Client::connect(*addr, secret).await {
+                let c = c.with_wait(Duration::from_millis(200));
+                if let Ok(h) = c.lock("bench-warmup", "w", Duration::from_secs(1)).await {
+                    let _ = c.release("bench-warmup", "w", Some(h.token)).await;
+                    break;
+                }
             }
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err(format!("{addr} did not grant a lock within 10 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if t.elapsed() > Duration::from_secs(10) {
-            return Err("the cluster did not come up within 10 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
 }
 
 /// `c` clients each locking and releasing fresh keys for `run_for`.
