@@ -313,7 +313,7 @@ impl<R: Runtime> Client<R> {
     /// `lag/0`).
     ///
     /// ```no_run
-    /// # async fn f(client: locker_tokio::Client) -> Result<(), locker_tokio::Error> {
+    /// # async fn f<R: locker_host::Runtime>(client: locker_host::Client<R>) -> Result<(), locker_host::Error> {
     /// let lag = client.lag().await?;
     /// println!("a lock takes {lag:?}");
     /// # Ok(()) }
