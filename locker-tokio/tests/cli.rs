@@ -169,6 +169,9 @@ fn three_serve_processes_and_the_command_line() {
     assert_eq!(v["role"], "master");
     let (code, _) = cli(addrs[0], &secret, &["release", "k", "alice"]);
     assert_eq!(code, 0);
+    let (code, v) = cli(addrs[1], &secret, &["lag"]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["lag_us"].as_u64().unwrap() > 0, "{v}");
     drop(procs);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -115,6 +115,9 @@ enum Cmd {
     },
     /// The node's role, links, counts and counters.
     Status,
+    /// How long a lock takes through the node (a probe key, locked and
+    /// released).
+    Lag,
     /// Walk through what locker does, on a cluster inside this process.
     Demo,
     /// Measure lock+release cycles and extends against three `locker serve` processes.
@@ -440,6 +443,10 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
             Cmd::WaitRelease { key, timeout_ms } => {
                 client.wait_for_release(key, Duration::from_millis(timeout_ms)).await?;
                 json!({"ok": true, "gone": true})
+            }
+            Cmd::Lag => {
+                let lag = client.lag().await?;
+                json!({"ok": true, "lag_us": lag.as_micros() as u64})
             }
             Cmd::Status => {
                 let s = client.status().await?;
