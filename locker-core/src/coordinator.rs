@@ -457,7 +457,12 @@ impl Node {
                 _ => None,
             })
             .collect();
-        let version = |s: &Option<&EntryState>| s.map(|e| (e.token, e.revision));
+        // The value too: a lock whose commit reached only a minority (its
+        // answer unconfirmed) can leave an entry with the same token and
+        // revision as the next tenure's, committed elsewhere.
+        fn version<'a>(s: &Option<&'a EntryState>) -> Option<(Token, u64, &'a [u8])> {
+            s.map(|e| (e.token, e.revision, &e.value[..]))
+        }
         let agreed = states
             .iter()
             .find(|s| states.iter().filter(|t| version(t) == version(s)).count() >= self.config.w);
@@ -468,7 +473,7 @@ impl Node {
                 remaining: states
                     .iter()
                     .flatten()
-                    .filter(|t| (t.token, t.revision) == (e.token, e.revision))
+                    .filter(|t| (t.token, t.revision, &t.value) == (e.token, e.revision, &e.value))
                     .map(|t| t.remaining)
                     .min()
                     .unwrap_or(e.remaining),

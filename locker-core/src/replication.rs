@@ -352,7 +352,7 @@ impl Node {
             Some(r) if incoming.version() > r.version() => true,
             // The same state again, from this master's stream in order: its
             // remaining lease is this master's latest news.
-            Some(r) if incoming.version() == r.version() => false,
+            Some(r) if incoming.version() == r.version() => r.value != incoming.value,
             Some(_) => return,
         };
         let w = self.config.w;

@@ -1016,3 +1016,63 @@ fn a_replica_keeps_an_entry_while_w_masters_report_it() {
         "two masters' shorter leases are"
     );
 }
+
+#[test]
+fn a_quorum_read_needs_w_masters_with_the_same_value_not_just_the_same_token() {
+    use locker_core::{EntryState, Reply, RequestId};
+    let masters: Vec<NodeId> = (1..=5).map(NodeId).collect();
+    let now = Time::from_millis(2);
+    let mut n = Node::new(
+        Config::new(NodeId(9), masters, vec![]),
+        Time::from_millis(1),
+    )
+    .unwrap();
+    n.handle_request(
+        now,
+        RequestId(1),
+        Request::Read {
+            key: b"k".to_vec(),
+            wait: secs(1),
+        },
+    );
+    let mut op = None;
+    while let Some(o) = n.poll_output() {
+        if let Output::Send {
+            msg: Message::Read { op: id, .. },
+            ..
+        } = o
+        {
+            op = Some(id);
+        }
+    }
+    let op = op.expect("a read was sent");
+    // Master 1 kept the entry of a lock whose commit reached it alone (its
+    // answer was unconfirmed); the next tenure got the same token elsewhere.
+    let state = |value: &str| {
+        Ok(Ack::Read(Some(EntryState {
+            value: value.into(),
+            token: Token(181),
+            revision: 0,
+            remaining: secs(5),
+        })))
+    };
+    let mut reply = None;
+    for (from, value) in [(1, "stale"), (4, "held"), (5, "held"), (2, "held")] {
+        let msg = Message::Reply {
+            op,
+            outcome: state(value),
+        };
+        n.handle_message(now, NodeId(from), msg);
+        while let Some(o) = n.poll_output() {
+            if let Output::Reply { reply: r, .. } = o {
+                reply.get_or_insert((from, r));
+            }
+        }
+    }
+    let (after, reply): (u64, Reply) = reply.expect("answered");
+    assert_eq!(after, 2, "three masters agree only after master 2");
+    let Ok(Response::Value(Some(view))) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(view.value, b"held");
+}
