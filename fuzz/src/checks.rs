@@ -308,6 +308,10 @@ pub enum MsgIn {
     Membership(u8, Vec<u8>, Vec<u8>, u8),
     /// `Message::MembershipAck`.
     MembershipAck(u8),
+    /// `Message::MembershipQuery`.
+    MembershipQuery,
+    /// `Message::MembershipState`.
+    MembershipState(u8, u8, Vec<u8>, Vec<u8>, u8),
 }
 
 /// A client request.
@@ -465,6 +469,14 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
         },
         MsgIn::MembershipAck(epoch) => Message::MembershipAck {
             epoch: *epoch as u64,
+        },
+        MsgIn::MembershipQuery => Message::MembershipQuery,
+        MsgIn::MembershipState(epoch, origin, m, r, w) => Message::MembershipState {
+            epoch: *epoch as u64,
+            origin: NodeId(1 + (*origin % STRANGER as u8) as u64),
+            masters: node_list(m),
+            replicas: node_list(r),
+            w: *w as usize,
         },
     }
 }
@@ -638,6 +650,9 @@ pub fn run_node_script(script: &NodeScript) {
                 w.known.insert(from);
                 let msg = message(m, &w.seen_ops);
                 if let Message::Membership {
+                    masters, replicas, ..
+                }
+                | Message::MembershipState {
                     masters, replicas, ..
                 } = &msg
                 {

@@ -307,6 +307,10 @@ impl Node {
         if !self.config.masters.contains(&from) {
             return;
         }
+        if outcome == Err(Refusal::NotMaster) {
+            // Our list of masters is older than the cluster's.
+            self.send(from, Message::MembershipQuery);
+        }
         if let Some(key) = self.coordinator.retired.get(&id) {
             if matches!(outcome, Ok(Ack::Granted(_))) {
                 let key = key.clone();

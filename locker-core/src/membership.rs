@@ -153,6 +153,39 @@ impl Node {
         }
     }
 
+    pub(crate) fn on_membership_query(&mut self, from: NodeId) {
+        if self.membership.epoch == 0 || from == self.config.id {
+            return;
+        }
+        let msg = Message::MembershipState {
+            epoch: self.membership.epoch,
+            origin: self.membership.origin,
+            masters: self.config.masters.clone(),
+            replicas: self.config.replicas.clone(),
+            w: self.config.w,
+        };
+        self.send(from, msg);
+    }
+
+    /// A relayed change: applied if newer, never acknowledged (the
+    /// initiator counts only its members' confirmations).
+    pub(crate) fn on_membership_state(
+        &mut self,
+        now: Time,
+        epoch: u64,
+        origin: NodeId,
+        masters: Vec<NodeId>,
+        replicas: Vec<NodeId>,
+        w: usize,
+    ) {
+        if validate_members(&masters, &replicas, w, self.config.allow_unsafe_quorum).is_err() {
+            return;
+        }
+        if (epoch, origin) > (self.membership.epoch, self.membership.origin) {
+            self.apply_membership(now, epoch, origin, masters, replicas, w);
+        }
+    }
+
     pub(crate) fn on_membership_ack(&mut self, _now: Time, from: NodeId, epoch: u64) {
         let Some(change) = &mut self.membership.pending else {
             return;

@@ -250,4 +250,22 @@ pub enum Message {
         /// The epoch applied.
         epoch: u64,
     },
+    /// Sent to a node that answered `NotMaster`: the coordinator's view of
+    /// the members is out of date (a client-only node is no member, so a
+    /// `set_nodes` never reached it). Asks for the membership in force.
+    MembershipQuery,
+    /// The answer: the change in force at the sender, with its initiator, so
+    /// that the asker orders it as the members do.
+    MembershipState {
+        /// The change's epoch.
+        epoch: u64,
+        /// The node that initiated it.
+        origin: NodeId,
+        /// Voting members.
+        masters: Vec<NodeId>,
+        /// Replicas.
+        replicas: Vec<NodeId>,
+        /// Quorum.
+        w: usize,
+    },
 }

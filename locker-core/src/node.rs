@@ -316,6 +316,14 @@ impl Node {
                 w,
             } => self.on_membership(now, from, epoch, masters, replicas, w),
             Message::MembershipAck { epoch } => self.on_membership_ack(now, from, epoch),
+            Message::MembershipQuery => self.on_membership_query(from),
+            Message::MembershipState {
+                epoch,
+                origin,
+                masters,
+                replicas,
+                w,
+            } => self.on_membership_state(now, epoch, origin, masters, replicas, w),
         }
     }
 

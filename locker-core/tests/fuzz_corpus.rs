@@ -197,6 +197,14 @@ fn write_wire_decode_seeds() {
             w: 2,
         },
         Message::MembershipAck { epoch: 2 },
+        Message::MembershipQuery,
+        Message::MembershipState {
+            epoch: 2,
+            origin: NodeId(1),
+            masters: vec![NodeId(1), NodeId(2), NodeId(3)],
+            replicas: vec![NodeId(4)],
+            w: 2,
+        },
     ];
     let requests = vec![
         Request::Lock {

@@ -96,3 +96,24 @@ fn a_duplicated_release_does_not_answer_not_owner_after_it_applied() {
     let r = run(3405213706120762421, &opts, false);
     assert!(r.report.ok(), "{:?}", r.report.violations);
 }
+
+/// `set_nodes` swapping a master and a replica (`--admin-nodes`) reaches
+/// every master and replica, but never the client-only nodes: they are in
+/// no member list. They went on coordinating with the master list they
+/// started with, and their locks failed with `no_quorum` once two swaps had
+/// happened (liveness: probe locks at clients 2 and 4 at 22.3 s). Fixed: a
+/// coordinator told `NotMaster` asks that node for the membership in force
+/// (`MembershipQuery` / `MembershipState`) and applies it if newer.
+///
+/// `locker-sim replay --seed 4 --masters 5 --replicas 2 --clients 8 --faults none --max-drift 0.001 --sim-secs 10 --ops-per-sec 300 --pipeline 8 --max-lease-ms 10000 --admin-nodes`
+#[test]
+fn client_only_coordinators_learn_a_set_nodes_they_were_not_sent() {
+    let opts = SimOptions {
+        admin_nodes: true,
+        faults: Faults::default(),
+        sim_secs: 10.0,
+        ..SimOptions::default()
+    };
+    let r = run(4, &opts, false);
+    assert!(r.report.ok(), "{:?}", r.report.violations);
+}

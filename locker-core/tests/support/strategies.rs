@@ -153,6 +153,16 @@ pub fn message() -> impl Strategy<Value = Message> {
             }
         ),
         any::<u64>().prop_map(|epoch| Message::MembershipAck { epoch }),
+        Just(Message::MembershipQuery),
+        (any::<u64>(), any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
+            |(epoch, origin, masters, replicas, w)| Message::MembershipState {
+                epoch,
+                origin: NodeId(origin),
+                masters,
+                replicas,
+                w
+            }
+        ),
     ]
 }
 
