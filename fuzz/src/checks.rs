@@ -592,6 +592,7 @@ impl Watch {
                     );
                     self.ceiling = t;
                 }
+                Output::PersistMembership(_) => {}
             }
         }
         let h = node.highest_token();

@@ -59,7 +59,7 @@ impl Cluster {
             match out {
                 Output::Send { to, msg } => self.queue.push_back((from, to, msg)),
                 Output::Reply { reply, .. } => self.replies.push(reply),
-                Output::PersistTokenCeiling(_) => {}
+                Output::PersistTokenCeiling(_) | Output::PersistMembership(_) => {}
             }
         }
     }

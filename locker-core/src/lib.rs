@@ -11,8 +11,9 @@
 //! - **timers**: call [`Node::handle_timeout`] once [`Node::poll_timeout`]'s
 //!   instant has come;
 //! - **durability (optional)**: persist each [`Output::PersistTokenCeiling`]
-//!   before performing any output after it, and pass it to
-//!   [`Node::restarted`] after a crash.
+//!   and [`Output::PersistMembership`] before performing any output after
+//!   it, and pass the latest of each to [`Node::restarted_with`] after a
+//!   crash.
 //!
 //! [`Node`] has four kinds of methods: getters ([`Node::summary`],
 //! [`Node::dirty_entries`], ...), inputs (`handle_message`, `handle_request`,
@@ -48,7 +49,7 @@
 //!             match out {
 //!                 Output::Send { to, msg } => in_flight.push_back((ids[i], to, msg)),
 //!                 Output::Reply { reply: r, .. } => reply = Some(r),
-//!                 Output::PersistTokenCeiling(_) => {}
+//!                 Output::PersistTokenCeiling(_) | Output::PersistMembership(_) => {}
 //!             }
 //!         }
 //!     }
@@ -81,6 +82,7 @@ mod waiters;
 pub mod wire;
 
 pub use config::{Config, ConfigError, NodeId, RetryPolicy, Role};
+pub use membership::AppliedMembership;
 pub use message::{Ack, EntryState, Expect, Grant, Message, OpId, Refusal, Replicated, Write};
 pub use node::{InvariantViolation, Node, Output};
 pub use request::{

@@ -9,6 +9,7 @@
 //! that becomes a master enters the same quarantine as a restarted one: it
 //! has not seen the promises and leases of the masters before it.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use crate::config::{validate_members, NodeId, Role};
@@ -18,6 +19,33 @@ use crate::promise::Promises;
 use crate::request::{InvalidRequest, OpError, RequestId, Response};
 use crate::store::Store;
 use crate::time::Time;
+
+/// A membership change a node applied: its host persists it (see
+/// [`Output::PersistMembership`](crate::Output::PersistMembership)) and
+/// passes it to [`Node::restarted_with`] after a crash, so that the node
+/// comes back with the members its peers have, not the ones it started with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedMembership {
+    /// Orders changes.
+    pub epoch: u64,
+    /// The node that initiated the change (ties between equal epochs).
+    pub origin: NodeId,
+    /// Voting members.
+    pub masters: Vec<NodeId>,
+    /// Replicas.
+    pub replicas: Vec<NodeId>,
+    /// Write quorum.
+    pub w: usize,
+}
+
+impl AppliedMembership {
+    /// `config` with these members and quorum.
+    pub fn apply_to(&self, config: &mut crate::Config) {
+        config.masters.clone_from(&self.masters);
+        config.replicas.clone_from(&self.replicas);
+        config.w = self.w;
+    }
+}
 
 /// How many resends before a change is reported unconfirmed.
 const ATTEMPTS: u32 = 10;
@@ -107,6 +135,15 @@ impl Node {
         let before = self.role;
         self.membership.epoch = epoch;
         self.membership.origin = origin;
+        // Persisted before anything that follows, the acknowledgement
+        // included: a restart must not bring back the old members.
+        self.persist(crate::Output::PersistMembership(AppliedMembership {
+            epoch,
+            origin,
+            masters: masters.clone(),
+            replicas: replicas.clone(),
+            w,
+        }));
         self.config.masters = masters;
         self.config.replicas = replicas;
         self.config.w = w;
@@ -153,6 +190,12 @@ impl Node {
         }
     }
 
+    /// A restarted node resumes the membership it had applied.
+    pub(crate) fn resume_membership(&mut self, applied: &AppliedMembership) {
+        self.membership.epoch = applied.epoch;
+        self.membership.origin = applied.origin;
+    }
+
     pub(crate) fn on_membership_query(&mut self, from: NodeId) {
         if self.membership.epoch == 0 || from == self.config.id {
             return;
@@ -172,17 +215,26 @@ impl Node {
     pub(crate) fn on_membership_state(
         &mut self,
         now: Time,
-        epoch: u64,
-        origin: NodeId,
-        masters: Vec<NodeId>,
-        replicas: Vec<NodeId>,
-        w: usize,
+        from: NodeId,
+        state: AppliedMembership,
     ) {
+        let AppliedMembership {
+            epoch,
+            origin,
+            masters,
+            replicas,
+            w,
+        } = state;
         if validate_members(&masters, &replicas, w, self.config.allow_unsafe_quorum).is_err() {
             return;
         }
-        if (epoch, origin) > (self.membership.epoch, self.membership.origin) {
+        let mine = (self.membership.epoch, self.membership.origin);
+        if (epoch, origin) > mine {
             self.apply_membership(now, epoch, origin, masters, replicas, w);
+        } else if (epoch, origin) < mine {
+            // The node we asked missed a change (it was down while it was
+            // made): tell it ours.
+            self.on_membership_query(from);
         }
     }
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::config::{Config, ConfigError, NodeId, Role};
 use crate::coordinator::Coordinator;
-use crate::membership::Membership;
+use crate::membership::{AppliedMembership, Membership};
 use crate::message::Message;
 use crate::promise::Promises;
 use crate::replication::Replication;
@@ -40,6 +40,10 @@ pub enum Output {
     /// follows it, and pass it to [`Node::restarted`] after a crash: it keeps
     /// fencing tokens monotonic across restarts.
     PersistTokenCeiling(Token),
+    /// Persist this membership durably *before* performing any output that
+    /// follows it, and pass it to [`Node::restarted_with`] after a crash: a
+    /// node that forgot a `set_nodes` could vote as a master it no longer is.
+    PersistMembership(AppliedMembership),
 }
 
 /// A broken internal invariant, reported by [`Node::check_invariants`].
@@ -130,6 +134,25 @@ impl Node {
             node.highest = ceiling;
             node.ceiling = ceiling;
             node.reserve_tokens();
+        }
+        Ok(node)
+    }
+
+    /// [`Node::restarted`], resuming the last membership the host persisted
+    /// from [`Output::PersistMembership`] (which overrides the member lists
+    /// and `w` of `config`).
+    pub fn restarted_with(
+        mut config: Config,
+        now: Time,
+        token_ceiling: Option<Token>,
+        membership: Option<&AppliedMembership>,
+    ) -> Result<Node, ConfigError> {
+        if let Some(m) = membership {
+            m.apply_to(&mut config);
+        }
+        let mut node = Node::restarted(config, now, token_ceiling)?;
+        if let Some(m) = membership {
+            node.resume_membership(m);
         }
         Ok(node)
     }
@@ -323,7 +346,16 @@ impl Node {
                 masters,
                 replicas,
                 w,
-            } => self.on_membership_state(now, epoch, origin, masters, replicas, w),
+            } => {
+                let state = AppliedMembership {
+                    epoch,
+                    origin,
+                    masters,
+                    replicas,
+                    w,
+                };
+                self.on_membership_state(now, from, state)
+            }
         }
     }
 
@@ -344,6 +376,10 @@ impl Node {
 
     pub(crate) fn reply(&mut self, id: RequestId, reply: Reply) {
         self.outputs.push_back(Output::Reply { id, reply });
+    }
+
+    pub(crate) fn persist(&mut self, output: Output) {
+        self.outputs.push_back(output);
     }
 
     /// Raises the highest token seen, asking the host to persist a new

@@ -53,6 +53,7 @@ fn busy_run(seed: u64) -> (Vec<u8>, usize) {
             Output::Send { to, msg } => encode_frame(&(0u8, node, to, msg), &mut bytes),
             Output::Reply { id, reply } => encode_frame(&(1u8, node, id, reply), &mut bytes),
             Output::PersistTokenCeiling(t) => encode_frame(&(2u8, node, t), &mut bytes),
+            Output::PersistMembership(m) => encode_frame(&(3u8, node, m), &mut bytes),
         }
         .unwrap();
     }

@@ -1076,3 +1076,61 @@ fn a_quorum_read_needs_w_masters_with_the_same_value_not_just_the_same_token() {
     };
     assert_eq!(view.value, b"held");
 }
+
+#[test]
+fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
+    use locker_core::AppliedMembership;
+    let masters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let config = Config::new(NodeId(3), masters.clone(), vec![NodeId(4)]);
+    let now = Time::from_millis(2);
+    let mut n = Node::new(config.clone(), Time::from_millis(1)).unwrap();
+    // Node 3 is demoted to replica, node 4 promoted.
+    let change = Message::Membership {
+        epoch: 1,
+        masters: vec![NodeId(1), NodeId(2), NodeId(4)],
+        replicas: vec![NodeId(3)],
+        w: 2,
+    };
+    n.handle_message(now, NodeId(1), change);
+    let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
+    let persisted = outs
+        .iter()
+        .position(|o| matches!(o, Output::PersistMembership(_)));
+    let acked = outs.iter().position(|o| {
+        matches!(
+            o,
+            Output::Send {
+                msg: Message::MembershipAck { .. },
+                ..
+            }
+        )
+    });
+    assert!(persisted.unwrap() < acked.unwrap(), "{outs:?}");
+    let Some(Output::PersistMembership(applied)) = persisted.map(|i| outs[i].clone()) else {
+        unreachable!()
+    };
+    assert_eq!(
+        applied,
+        AppliedMembership {
+            epoch: 1,
+            origin: NodeId(1),
+            masters: vec![NodeId(1), NodeId(2), NodeId(4)],
+            replicas: vec![NodeId(3)],
+            w: 2,
+        }
+    );
+    // Restarted from its original configuration, it comes back demoted.
+    let r = Node::restarted_with(config, now, None, Some(&applied)).unwrap();
+    assert_eq!(r.role(), locker_core::Role::Replica);
+    // And an older change is not applied over it.
+    let mut r = r;
+    let older = Message::MembershipState {
+        epoch: 0,
+        origin: NodeId(9),
+        masters,
+        replicas: vec![NodeId(4)],
+        w: 2,
+    };
+    r.handle_message(now, NodeId(2), older);
+    assert_eq!(r.role(), locker_core::Role::Replica);
+}

@@ -18,9 +18,9 @@
 
 use event_listener::Event;
 use locker_core::envelope::{Envelope, Status};
-use locker_core::{Node, NodeId, Output, RequestId, Time, Token};
+use locker_core::{Node, NodeId, Output, RequestId, Time};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 
 use crate::counters::{bump, Counters};
 use crate::outbox::Outbox;
+use crate::persist;
 use crate::runtime::Runtime;
 
 /// Queue bound of the driver's inbox.
@@ -390,8 +391,15 @@ impl Driver {
                     if let Some(dir) = &self.data_dir {
                         // Rare (once per token block) and must finish before
                         // any later output: a blocking write is the rule here.
-                        if let Err(e) = write_ceiling(dir, token) {
+                        if let Err(e) = persist::write_ceiling(dir, token) {
                             warn!(error = %e, "could not persist the token ceiling");
+                        }
+                    }
+                }
+                Output::PersistMembership(membership) => {
+                    if let Some(dir) = &self.data_dir {
+                        if let Err(e) = persist::write_membership(dir, &membership) {
+                            warn!(error = %e, "could not persist the membership");
                         }
                     }
                 }
@@ -410,23 +418,4 @@ impl Driver {
             _ => bump(&self.counters.link_drops),
         }
     }
-}
-
-fn ceiling_path(dir: &Path) -> PathBuf {
-    dir.join("token-ceiling")
-}
-
-/// The persisted token ceiling, if any.
-pub(crate) fn read_ceiling(dir: &Path) -> Option<Token> {
-    let text = std::fs::read_to_string(ceiling_path(dir)).ok()?;
-    text.trim().parse().ok().map(Token)
-}
-
-fn write_ceiling(dir: &Path, token: Token) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join("token-ceiling.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{}", token.0)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, ceiling_path(dir))
 }

@@ -55,6 +55,7 @@ pub mod lease;
 mod link;
 pub mod node;
 pub mod outbox;
+mod persist;
 pub mod registry;
 pub mod runtime;
 mod server;

@@ -13,8 +13,9 @@ use tracing::info;
 
 use crate::client::Client;
 use crate::counters::Counters;
-use crate::driver::{read_ceiling, Driver, Input, SharedDriver, Slot, INBOX};
+use crate::driver::{Driver, Input, SharedDriver, Slot, INBOX};
 use crate::link::Link;
+use crate::persist;
 use crate::runtime::Runtime;
 use crate::server::Server;
 use crate::signal::Shutdown;
@@ -102,15 +103,15 @@ impl<R: Runtime> LocalNode<R> {
         }
         let config = opts.config.clone();
         let id = config.id;
-        let ceiling = match &opts.data_dir {
+        let (ceiling, membership) = match &opts.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
-                read_ceiling(dir)
+                (persist::read_ceiling(dir), persist::read_membership(dir))
             }
-            None => None,
+            None => (None, None),
         };
-        let node = if opts.restarted || ceiling.is_some() {
-            Node::restarted(config.clone(), Time::ZERO, ceiling)?
+        let node = if opts.restarted || ceiling.is_some() || membership.is_some() {
+            Node::restarted_with(config.clone(), Time::ZERO, ceiling, membership.as_ref())?
         } else {
             Node::new(config.clone(), Time::ZERO)?
         };

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use locker_core::{
-    Config, Message, Node, NodeId, Output, Reply, Request, RequestId, Response, Role, Time, Token,
+    AppliedMembership, Config, Message, Node, NodeId, Output, Reply, Request, RequestId, Response,
+    Role, Time, Token,
 };
 
 use crate::checkers::{self, Report};
@@ -81,6 +82,8 @@ struct Proc {
     timer_gen: u64,
     timer_at: Option<u64>,
     persisted: Option<Token>,
+    /// The last membership this node applied, as its host persisted it.
+    membership: Option<AppliedMembership>,
 }
 
 struct PendingReq {
@@ -167,6 +170,7 @@ impl World {
                 timer_gen: 0,
                 timer_at: None,
                 persisted: None,
+                membership: None,
             });
         }
         let net = Network::new(n, opts.faults, &mut rng);
@@ -473,6 +477,7 @@ impl World {
                         self.procs[p].persisted = Some(t);
                     }
                 }
+                Output::PersistMembership(m) => self.procs[p].membership = Some(m),
             }
         }
         let proc = &mut self.procs[p];
@@ -1033,7 +1038,12 @@ impl World {
             None
         };
         let node = if self.opts.quarantine {
-            Node::restarted(proc.config.clone(), local, ceiling)
+            Node::restarted_with(
+                proc.config.clone(),
+                local,
+                ceiling,
+                proc.membership.as_ref(),
+            )
         } else {
             Node::new(proc.config.clone(), local)
         };

@@ -176,6 +176,7 @@ impl Cluster {
                     Output::PersistTokenCeiling(t) => {
                         self.ceilings.insert(id, t);
                     }
+                    Output::PersistMembership(_) => {}
                 }
             }
         }

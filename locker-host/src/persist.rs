@@ -1,0 +1,100 @@
+//! What a node keeps in its data directory across restarts: the token
+//! ceiling and the last membership it applied, each a small text file
+//! replaced atomically (write, sync, rename).
+
+use locker_core::{AppliedMembership, NodeId, Token};
+use std::io::Write;
+use std::path::Path;
+
+const CEILING: &str = "token-ceiling";
+const MEMBERSHIP: &str = "membership";
+
+/// The persisted token ceiling, if any.
+pub(crate) fn read_ceiling(dir: &Path) -> Option<Token> {
+    let text = std::fs::read_to_string(dir.join(CEILING)).ok()?;
+    text.trim().parse().ok().map(Token)
+}
+
+pub(crate) fn write_ceiling(dir: &Path, token: Token) -> std::io::Result<()> {
+    replace(dir, CEILING, &format!("{}\n", token.0))
+}
+
+/// The persisted membership, if any: `epoch origin w`, then the masters'
+/// ids, then the replicas' ids, one line each.
+pub(crate) fn read_membership(dir: &Path) -> Option<AppliedMembership> {
+    let text = std::fs::read_to_string(dir.join(MEMBERSHIP)).ok()?;
+    let mut lines = text.lines();
+    let head: Vec<u64> = numbers(lines.next()?)?;
+    let [epoch, origin, w] = head[..] else {
+        return None;
+    };
+    let ids = |line: Option<&str>| -> Option<Vec<NodeId>> {
+        Some(
+            numbers(line.unwrap_or(""))?
+                .into_iter()
+                .map(NodeId)
+                .collect(),
+        )
+    };
+    Some(AppliedMembership {
+        epoch,
+        origin: NodeId(origin),
+        w: usize::try_from(w).ok()?,
+        masters: ids(lines.next())?,
+        replicas: ids(lines.next())?,
+    })
+}
+
+pub(crate) fn write_membership(dir: &Path, m: &AppliedMembership) -> std::io::Result<()> {
+    let ids = |v: &[NodeId]| {
+        v.iter()
+            .map(|n| n.0.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let text = format!(
+        "{} {} {}\n{}\n{}\n",
+        m.epoch,
+        m.origin.0,
+        m.w,
+        ids(&m.masters),
+        ids(&m.replicas)
+    );
+    replace(dir, MEMBERSHIP, &text)
+}
+
+fn numbers(line: &str) -> Option<Vec<u64>> {
+    line.split_whitespace().map(|n| n.parse().ok()).collect()
+}
+
+fn replace(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, dir.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_round_trips_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("locker-persist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_membership(&dir), None);
+        let m = AppliedMembership {
+            epoch: 7,
+            origin: NodeId(2),
+            masters: vec![NodeId(1), NodeId(2), NodeId(4)],
+            replicas: vec![],
+            w: 2,
+        };
+        write_membership(&dir, &m).unwrap();
+        assert_eq!(read_membership(&dir), Some(m));
+        write_ceiling(&dir, Token(2048)).unwrap();
+        assert_eq!(read_ceiling(&dir), Some(Token(2048)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
