@@ -102,10 +102,35 @@ impl<R: Runtime> Server<R> {
         }
     }
 
-    async fn serve_peer(
+    async fn serve_peer(&self, from: NodeId, reader: Reader<R::Reader>) -> Result<(), ConnError> {
+        self.run_connection(reader, |env| match env {
+            Envelope::Peer(msg) => Ok(Input::Peer { from, msg }),
+            _ => Err(garbage("not a peer message")),
+        })
+        .await
+    }
+
+    async fn serve_client(
         &self,
-        from: NodeId,
+        reader: Reader<R::Reader>,
+        outbox: Arc<Outbox>,
+    ) -> Result<(), ConnError> {
+        self.run_connection(reader, |env| match env {
+            Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
+                let reply = ReplyTo::Remote(outbox.clone());
+                Ok(Input::Request { env, reply })
+            }
+            _ => Err(garbage("not a client request")),
+        })
+        .await
+    }
+
+    /// Reads bursts of envelopes and runs the core on them in place, until
+    /// the connection ends or sends an envelope `input` refuses.
+    async fn run_connection(
+        &self,
         mut reader: Reader<R::Reader>,
+        mut input: impl FnMut(Envelope) -> Result<Input, ConnError>,
     ) -> Result<(), ConnError> {
         let mut burst = Vec::new();
         let mut written = Dirty::default();
@@ -115,41 +140,10 @@ impl<R: Runtime> Server<R> {
             let mut refused = None;
             self.driver.handle_read(&mut written, |driver| {
                 for env in burst.drain(..) {
-                    match env {
-                        Envelope::Peer(msg) => driver.handle(Input::Peer { from, msg }),
-                        _ => {
-                            refused = Some(garbage("not a peer message"));
-                            break;
-                        }
-                    }
-                }
-            });
-            burst.clear();
-            if let Some(e) = refused.or(ended) {
-                return Err(e);
-            }
-        }
-    }
-
-    async fn serve_client(
-        &self,
-        mut reader: Reader<R::Reader>,
-        outbox: Arc<Outbox>,
-    ) -> Result<(), ConnError> {
-        let mut burst = Vec::new();
-        let mut written = Dirty::default();
-        loop {
-            let ended = read_burst(&mut reader, &mut burst).await;
-            let mut refused = None;
-            self.driver.handle_read(&mut written, |driver| {
-                for env in burst.drain(..) {
-                    match env {
-                        Envelope::ClientRequest { .. } | Envelope::StatusRequest { .. } => {
-                            let reply = ReplyTo::Remote(outbox.clone());
-                            driver.handle(Input::Request { env, reply });
-                        }
-                        _ => {
-                            refused = Some(garbage("not a client request"));
+                    match input(env) {
+                        Ok(i) => driver.handle(i),
+                        Err(e) => {
+                            refused = Some(e);
                             break;
                         }
                     }
