@@ -29,7 +29,8 @@ pub struct NodeOptions {
     pub addrs: HashMap<NodeId, SocketAddr>,
     /// The cluster secret; `None` only on loopback.
     pub secret: Option<Vec<u8>>,
-    /// Where to persist the token ceiling; `None` runs without that guarantee.
+    /// Where to persist the token ceiling and the applied membership; `None`
+    /// runs without those guarantees.
     pub data_dir: Option<PathBuf>,
     /// Start as a node that lost its memory (quarantine), as after a crash.
     pub restarted: bool,

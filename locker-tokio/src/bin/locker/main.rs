@@ -51,7 +51,8 @@ enum Cmd {
         /// Write quorum (default: majority).
         #[arg(long)]
         w: Option<usize>,
-        /// Directory where the token ceiling is persisted.
+        /// Directory where the token ceiling and the applied membership are
+        /// persisted (a restart resumes both).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// The runtime the node runs on.
