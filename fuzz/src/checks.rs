@@ -11,8 +11,8 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use locker_core::wire::{decode_frame, encode_frame, DEFAULT_MAX_FRAME};
 use locker_core::{
-    Ack, Config, EntryState, Expect, Grant, Message, Node, NodeId, OpId, Output, Refusal,
-    Replicated, Reply, Request, RequestId, Time, Token, Write,
+    Ack, AppliedMembership, Config, EntryState, Expect, Grant, Message, Node, NodeId, OpId, Output,
+    Refusal, Replicated, Reply, Request, RequestId, Time, Token, Write,
 };
 
 // ---------------------------------------------------------------- allocator
@@ -471,13 +471,15 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
             epoch: *epoch as u64,
         },
         MsgIn::MembershipQuery => Message::MembershipQuery,
-        MsgIn::MembershipState(epoch, origin, m, r, w) => Message::MembershipState {
-            epoch: *epoch as u64,
-            origin: NodeId(1 + (*origin % STRANGER as u8) as u64),
-            masters: node_list(m),
-            replicas: node_list(r),
-            w: *w as usize,
-        },
+        MsgIn::MembershipState(epoch, origin, m, r, w) => {
+            Message::MembershipState(AppliedMembership {
+                epoch: *epoch as u64,
+                origin: NodeId(1 + (*origin % STRANGER as u8) as u64),
+                masters: node_list(m),
+                replicas: node_list(r),
+                w: *w as usize,
+            })
+        }
     }
 }
 
@@ -653,9 +655,9 @@ pub fn run_node_script(script: &NodeScript) {
                 if let Message::Membership {
                     masters, replicas, ..
                 }
-                | Message::MembershipState {
+                | Message::MembershipState(AppliedMembership {
                     masters, replicas, ..
-                } = &msg
+                }) = &msg
                 {
                     w.known.extend(masters.iter().chain(replicas).copied());
                 }

@@ -135,18 +135,13 @@ impl Node {
         let before = self.role;
         self.membership.epoch = epoch;
         self.membership.origin = origin;
-        // Persisted before anything that follows, the acknowledgement
-        // included: a restart must not bring back the old members.
-        self.persist(crate::Output::PersistMembership(AppliedMembership {
-            epoch,
-            origin,
-            masters: masters.clone(),
-            replicas: replicas.clone(),
-            w,
-        }));
         self.config.masters = masters;
         self.config.replicas = replicas;
         self.config.w = w;
+        // Persisted before anything that follows, the acknowledgement
+        // included: a restart must not bring back the old members.
+        let applied = self.membership_in_force();
+        self.persist(crate::Output::PersistMembership(applied));
         self.role = self.config.role();
         self.replication_roles_changed(now);
         if self.role == before {
@@ -200,14 +195,19 @@ impl Node {
         if self.membership.epoch == 0 || from == self.config.id {
             return;
         }
-        let msg = Message::MembershipState {
+        let msg = Message::MembershipState(self.membership_in_force());
+        self.send(from, msg);
+    }
+
+    /// The change in force here, as it is persisted and relayed.
+    fn membership_in_force(&self) -> AppliedMembership {
+        AppliedMembership {
             epoch: self.membership.epoch,
             origin: self.membership.origin,
             masters: self.config.masters.clone(),
             replicas: self.config.replicas.clone(),
             w: self.config.w,
-        };
-        self.send(from, msg);
+        }
     }
 
     /// A relayed change: applied if newer, never acknowledged (the

@@ -4,6 +4,7 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeId;
+use crate::membership::AppliedMembership;
 use crate::request::Token;
 
 /// Identifies one attempt of one operation at its coordinator. Replies carry
@@ -256,16 +257,5 @@ pub enum Message {
     MembershipQuery,
     /// The answer: the change in force at the sender, with its initiator, so
     /// that the asker orders it as the members do.
-    MembershipState {
-        /// The change's epoch.
-        epoch: u64,
-        /// The node that initiated it.
-        origin: NodeId,
-        /// Voting members.
-        masters: Vec<NodeId>,
-        /// Replicas.
-        replicas: Vec<NodeId>,
-        /// Quorum.
-        w: usize,
-    },
+    MembershipState(AppliedMembership),
 }

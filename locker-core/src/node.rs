@@ -340,22 +340,7 @@ impl Node {
             } => self.on_membership(now, from, epoch, masters, replicas, w),
             Message::MembershipAck { epoch } => self.on_membership_ack(now, from, epoch),
             Message::MembershipQuery => self.on_membership_query(from),
-            Message::MembershipState {
-                epoch,
-                origin,
-                masters,
-                replicas,
-                w,
-            } => {
-                let state = AppliedMembership {
-                    epoch,
-                    origin,
-                    masters,
-                    replicas,
-                    w,
-                };
-                self.on_membership_state(now, from, state)
-            }
+            Message::MembershipState(state) => self.on_membership_state(now, from, state),
         }
     }
 

@@ -198,13 +198,13 @@ fn write_wire_decode_seeds() {
         },
         Message::MembershipAck { epoch: 2 },
         Message::MembershipQuery,
-        Message::MembershipState {
+        Message::MembershipState(AppliedMembership {
             epoch: 2,
             origin: NodeId(1),
             masters: vec![NodeId(1), NodeId(2), NodeId(3)],
             replicas: vec![NodeId(4)],
             w: 2,
-        },
+        }),
     ];
     let requests = vec![
         Request::Lock {

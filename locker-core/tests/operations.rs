@@ -1124,13 +1124,13 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
     assert_eq!(r.role(), locker_core::Role::Replica);
     // And an older change is not applied over it.
     let mut r = r;
-    let older = Message::MembershipState {
+    let older = Message::MembershipState(AppliedMembership {
         epoch: 0,
         origin: NodeId(9),
         masters,
         replicas: vec![NodeId(4)],
         w: 2,
-    };
+    });
     r.handle_message(now, NodeId(2), older);
     assert_eq!(r.role(), locker_core::Role::Replica);
 }

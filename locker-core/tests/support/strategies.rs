@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use locker_core::{
-    Ack, ConfigError, EntryState, EntryView, Expect, Grant, InvalidRequest, Lease, Message, NodeId,
-    OpError, OpId, Refusal, Replicated, Reply, Request, Response, Role, Summary, Time, Token,
-    Write,
+    Ack, AppliedMembership, ConfigError, EntryState, EntryView, Expect, Grant, InvalidRequest,
+    Lease, Message, NodeId, OpError, OpId, Refusal, Replicated, Reply, Request, Response, Role,
+    Summary, Time, Token, Write,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -155,13 +155,13 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|epoch| Message::MembershipAck { epoch }),
         Just(Message::MembershipQuery),
         (any::<u64>(), any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
-            |(epoch, origin, masters, replicas, w)| Message::MembershipState {
+            |(epoch, origin, masters, replicas, w)| Message::MembershipState(AppliedMembership {
                 epoch,
                 origin: NodeId(origin),
                 masters,
                 replicas,
                 w
-            }
+            })
         ),
     ]
 }
