@@ -10,6 +10,7 @@ fn serve(
     listen: SocketAddr,
     masters: &str,
     secret: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
 ) -> std::process::Child {
     // Node 2 runs under smol where the program can: one cluster, two runtimes.
     let runtime = if id == 2 && cfg!(feature = "smol-nodes") {
@@ -17,7 +18,8 @@ fn serve(
     } else {
         "tokio"
     };
-    std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_locker"));
+    command
         .args([
             "serve",
             "--id",
@@ -31,9 +33,11 @@ fn serve(
         ])
         .arg("--secret-file")
         .arg(secret)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(std::process::Stdio::null());
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    command.spawn().unwrap()
 }
 
 fn free_addr() -> SocketAddr {
@@ -84,7 +88,7 @@ fn start_cluster(secret: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
             addrs
                 .iter()
                 .enumerate()
-                .map(|(i, a)| serve(i as u64 + 1, *a, &masters, secret))
+                .map(|(i, a)| serve(i as u64 + 1, *a, &masters, secret, None))
                 .collect(),
         );
         for (i, a) in addrs.iter().enumerate() {
@@ -188,16 +192,7 @@ fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
     std::fs::write(&secret, "ceiling test\n").unwrap();
     let data = dir.join("data");
     let start = |addr: SocketAddr| {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
-            .args(["serve", "--id", "1", "--listen", &addr.to_string()])
-            .args(["--masters", &format!("1={addr}")])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--secret-file")
-            .arg(&secret)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = serve(1, addr, &format!("1={addr}"), &secret, Some(&data));
         let procs = Procs(vec![child]);
         let t = Instant::now();
         while cli(addr, &secret, &["status"]).0 != 0 {
