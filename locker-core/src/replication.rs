@@ -108,9 +108,9 @@ impl Replication {
             Some(r) => r.1 = expires,
             None => reports.push((master, expires)),
         }
-        let mut times: Vec<Time> = reports.iter().map(|(_, t)| *t).collect();
-        times.sort_unstable_by(|a, b| b.cmp(a));
-        times.get(w.max(1) - 1).copied().unwrap_or(times[0])
+        // Latest first (the order of the reports does not matter otherwise).
+        reports.sort_unstable_by_key(|&(_, t)| core::cmp::Reverse(t));
+        reports.get(w.max(1) - 1).unwrap_or(&reports[0]).1
     }
 
     pub(crate) fn next_timer(&self) -> Option<Time> {
