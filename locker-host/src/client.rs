@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::busy_poll;
 use crate::conn::{self, ConnError};
 use crate::driver::{Input, ReplyTo};
 use crate::error::Error;
@@ -128,6 +129,7 @@ impl<R: Runtime> Client<R> {
         let p = pending.clone();
         runtime.spawn(async move {
             while let Ok(env) = reader.next().await {
+                busy_poll::touch();
                 let id = match &env {
                     Envelope::ClientReply { id, .. } | Envelope::StatusReply { id, .. } => *id,
                     _ => break,
@@ -177,6 +179,7 @@ impl<R: Runtime> Client<R> {
                 pending,
                 next,
             } => {
+                busy_poll::touch();
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 let (wtx, wrx) = async_channel::bounded(1);
                 match lock(pending).as_mut() {

@@ -41,9 +41,11 @@
 //! With the `conformance` feature, [`conformance`] holds the scenarios every
 //! adapter must pass, and [`conformance_suite!`] turns them into tests.
 
-#![forbid(unsafe_code)]
+// Only `busy_poll` may use `unsafe` (two libc calls, each with its SAFETY note).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod busy_poll;
 pub mod client;
 pub mod conn;
 pub mod counters;
@@ -64,6 +66,7 @@ pub mod signal;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use busy_poll::BusyPoll;
 pub use client::{Client, Held};
 pub use counters::Counters;
 pub use error::Error;

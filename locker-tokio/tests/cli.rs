@@ -229,3 +229,45 @@ fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
     assert_eq!((code, v["error"].as_str()), (1, Some("recovering")), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench --busy-poll` starts its `serve` processes with `--busy-poll` (on
+/// both runtimes where the program has smol) and runs the poller itself;
+/// the clusters work and the JSON says the poller was on. Nothing about
+/// speed is asserted.
+#[test]
+fn bench_and_serve_accept_busy_poll() {
+    let runtimes = if cfg!(feature = "smol-nodes") {
+        "tokio,smol"
+    } else {
+        "tokio"
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+        .args([
+            "bench",
+            "--runtime",
+            runtimes,
+            "--clients",
+            "1,4",
+            "--secs",
+            "1",
+            "--leases",
+            "0",
+            "--busy-poll",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2 * runtimes.split(',').count(), "{lines:?}");
+    for v in &lines {
+        assert_eq!(v["errors"], 0, "{v}");
+        assert!(v["cycles"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["busy_poll"], true, "{v}");
+        assert_eq!(v["busy_poll_window_ms"], 2, "{v}");
+    }
+}

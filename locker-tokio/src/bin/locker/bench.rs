@@ -41,6 +41,12 @@ pub struct BenchArgs {
     /// the thread that read it.
     #[arg(long, default_value_t = 1)]
     pub load_threads: usize,
+    /// Start the spawned nodes with `serve --busy-poll MS` and run the idle
+    /// poller in this load process too (default window 5 ms): CPU time
+    /// for wake-up latency, see `locker serve --help`.
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "5",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    busy_poll: Option<u64>,
 }
 
 struct Procs(Vec<Child>);
@@ -57,6 +63,7 @@ impl Drop for Procs {
 fn spawn_cluster(
     runtime: RuntimeKind,
     threads: Option<usize>,
+    busy_poll: Option<u64>,
 ) -> Result<(Procs, Vec<SocketAddr>), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let addrs: Vec<SocketAddr> = (0..3)
@@ -88,6 +95,9 @@ fn spawn_cluster(
         ]);
         if let Some(n) = threads {
             command.args(["--threads", &n.to_string()]);
+        }
+        if let Some(ms) = busy_poll {
+            command.args(["--busy-poll", &ms.to_string()]);
         }
         let child = command
             .env("RUST_LOG", "error")
@@ -129,24 +139,38 @@ pub async fn run(args: BenchArgs, secret: Option<Vec<u8>>) -> ExitCode {
 struct Target {
     runtime: &'static str,
     addrs: Vec<SocketAddr>,
+    /// The idle poller's window (ms) in the nodes and this process, if on.
+    busy_poll: Option<u64>,
 }
 
 async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
     let mut procs = Vec::new();
     let mut targets = Vec::new();
+    // The load process's own wake-ups count as much as the nodes'.
+    let _poller = match args.busy_poll {
+        Some(ms) => Some(
+            locker_host::BusyPoll::start(Duration::from_millis(ms))
+                .map_err(|e| format!("--busy-poll: {e}"))?,
+        ),
+        None => None,
+    };
     if args.connect.is_empty() {
         for &runtime in &args.runtime {
-            let (p, addrs) = spawn_cluster(runtime, args.serve_threads)?;
+            let (p, addrs) = spawn_cluster(runtime, args.serve_threads, args.busy_poll)?;
             procs.push(p);
             targets.push(Target {
                 runtime: runtime.name(),
                 addrs,
+                busy_poll: args.busy_poll,
             });
         }
     } else {
+        // The running nodes' setting is unknown; this reports the load
+        // process's.
         targets.push(Target {
             runtime: "running",
             addrs: args.connect.clone(),
+            busy_poll: args.busy_poll,
         });
     }
     let secret = secret.as_deref();
@@ -246,6 +270,7 @@ async fn lock_release(
         "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
         "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
         "cycles": cycle_lat.count(), "errors": errors,
+        "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
 
@@ -310,5 +335,6 @@ async fn extends(
         "workload": "extend", "runtime": target.runtime, "leases": total, "clients": args.extenders,
         "extends_per_s": (lat.count() as f64 / secs).round(),
         "p50_us": lat.quantile_us(0.5), "p99_us": lat.quantile_us(0.99), "errors": errors,
+        "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
