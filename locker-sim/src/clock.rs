@@ -15,7 +15,9 @@ pub struct Clock {
 impl Clock {
     /// The local reading at real instant `real` (microseconds).
     pub fn local(&self, real: u64) -> Time {
-        let scaled = (real as f64 * (1.0 + self.rate)).floor() as u64;
+        // `as` truncates toward zero and saturates at zero: the floor of
+        // any product here, without a call into libm.
+        let scaled = (real as f64 * (1.0 + self.rate)) as u64;
         Time::from_micros(self.offset.saturating_add(scaled))
     }
 
@@ -28,7 +30,13 @@ impl Clock {
         if local == u64::MAX {
             return u64::MAX;
         }
-        let mut real = ((local - self.offset) as f64 / (1.0 + self.rate)).ceil() as u64;
+        // The ceiling without libm: truncate, then step up past a fraction
+        // (saturating like `as` does).
+        let exact = (local - self.offset) as f64 / (1.0 + self.rate);
+        let mut real = exact as u64;
+        if (real as f64) < exact {
+            real = real.saturating_add(1);
+        }
         real = real.saturating_sub(2);
         while self.local(real) < t {
             real += 1;

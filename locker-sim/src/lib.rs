@@ -49,6 +49,7 @@ pub mod faults;
 pub mod history;
 pub mod network;
 pub mod options;
+pub mod queue;
 pub mod rng;
 pub mod schedule;
 pub mod workload;

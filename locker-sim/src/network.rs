@@ -20,6 +20,38 @@ pub enum Burst {
     Delay = 3,
 }
 
+/// The real instants at which one message arrives: none (lost or cut), one,
+/// or two (duplicated). Inline: a plan is made for every message sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    at: [u64; 2],
+    len: u8,
+}
+
+impl Arrivals {
+    fn one(at: u64) -> Arrivals {
+        Arrivals {
+            at: [at, 0],
+            len: 1,
+        }
+    }
+
+    fn push(&mut self, at: u64) {
+        self.at[self.len as usize] = at;
+        self.len += 1;
+    }
+
+    /// The instants, in the order they were drawn.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.at[..self.len as usize]
+    }
+
+    /// The first instant drawn, if the message arrives at all.
+    pub fn first(&self) -> Option<u64> {
+        self.as_slice().first().copied()
+    }
+}
+
 /// Links and their current state.
 pub struct Network {
     n: usize,
@@ -60,12 +92,12 @@ impl Network {
 
     /// The real instants at which a message sent now from `from` to `to`
     /// arrives: none if lost or cut, two if duplicated.
-    pub fn plan(&mut self, rng: &mut SimRng, now: u64, from: usize, to: usize) -> Vec<u64> {
+    pub fn plan(&mut self, rng: &mut SimRng, now: u64, from: usize, to: usize) -> Arrivals {
         if from == to {
-            return vec![now];
+            return Arrivals::one(now);
         }
         if self.cut.contains(&(from, to)) {
-            return Vec::new();
+            return Arrivals::default();
         }
         let faulty = self.faulty;
         let loss = if self.burst(Burst::Loss) {
@@ -76,7 +108,7 @@ impl Network {
             0.0
         };
         if loss > 0.0 && rng.chance(loss) {
-            return Vec::new();
+            return Arrivals::default();
         }
         let dup = if self.burst(Burst::Dup) {
             0.3
@@ -101,7 +133,7 @@ impl Network {
             0
         };
         let link = from * self.n + to;
-        let mut out = Vec::with_capacity(copies);
+        let mut out = Arrivals::default();
         for _ in 0..copies {
             let mut d = self.base_us[link] + rng.exp(150.0) as u64;
             if delay > 0.0 && rng.chance(delay) {

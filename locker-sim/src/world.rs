@@ -16,6 +16,7 @@ use crate::faults::{self, Fault};
 use crate::history::{Grant, History, Op, OpKind, Window};
 use crate::network::{Burst, Network};
 use crate::options::SimOptions;
+use crate::queue::Queue;
 use crate::rng::SimRng;
 use crate::schedule::{FaultKind, Schedule};
 use crate::workload::{self, Client, HolderStep, Holding, Slot};
@@ -102,9 +103,7 @@ pub struct World {
     /// The seed.
     pub seed: u64,
     now: u64,
-    seq: u64,
-    /// Boxed: events are large, and the queue moves its values around.
-    queue: BTreeMap<(u64, u64), Box<Event>>,
+    queue: Queue<Event>,
     procs: Vec<Proc>,
     ids: Vec<NodeId>,
     net: Network,
@@ -192,8 +191,7 @@ impl World {
             opts,
             seed,
             now: 0,
-            seq: 0,
-            queue: BTreeMap::new(),
+            queue: Queue::default(),
             procs,
             ids,
             net,
@@ -268,9 +266,12 @@ impl World {
     }
 
     fn push(&mut self, at: u64, ev: Event) {
-        self.seq += 1;
-        self.queue
-            .insert((at.max(self.now), self.seq), Box::new(ev));
+        let at = at.max(self.now);
+        // The run stops before anything later: such an event would never
+        // be processed (and dropping it leaves the order of the rest as is).
+        if at <= self.end_at {
+            self.queue.push(at, ev);
+        }
     }
 
     /// Real time now (µs).
@@ -280,13 +281,10 @@ impl World {
 
     /// Runs to the end and checks the history.
     pub fn run(mut self) -> RunResult {
-        while let Some(((at, _), ev)) = self.queue.pop_first() {
-            if at > self.end_at {
-                break;
-            }
+        while let Some((at, ev)) = self.queue.pop() {
             self.now = at;
             self.events += 1;
-            self.step(*ev);
+            self.step(ev);
         }
         self.now = self.end_at;
         let stores = self.snapshot.take().unwrap_or_default();
@@ -449,7 +447,7 @@ impl World {
                 Output::Send { to, msg } => {
                     let to = (to.0 - 1) as usize;
                     let ats = self.net.plan(&mut self.rng, now, p, to);
-                    if let Some((&last, rest)) = ats.split_last() {
+                    if let Some((&last, rest)) = ats.as_slice().split_last() {
                         for &at in rest {
                             let msg = msg.clone();
                             self.push(at, Event::Deliver { from: p, to, msg });
@@ -463,12 +461,12 @@ impl World {
                         continue;
                     };
                     let client_node = self.clients[r.client].node;
-                    let ats = if p == client_node {
-                        vec![now]
+                    let at = if p == client_node {
+                        Some(now)
                     } else {
-                        self.net.plan(&mut self.rng, now, p, client_node)
+                        self.net.plan(&mut self.rng, now, p, client_node).first()
                     };
-                    if let Some(&at) = ats.first() {
+                    if let Some(at) = at {
                         self.push(at, Event::ClientReply { rid, reply });
                     }
                 }
@@ -572,7 +570,6 @@ impl World {
             self.net
                 .plan(&mut self.rng, self.now, self.clients[c].node, node)
                 .first()
-                .copied()
         } else {
             Some(self.now)
         };
