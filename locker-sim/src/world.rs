@@ -82,6 +82,9 @@ struct Proc {
     paused_until: u64,
     timer_gen: u64,
     timer_at: Option<u64>,
+    /// The last deadline converted to real time, and the conversion: most
+    /// events leave a node's next deadline where it was.
+    timer_real: Option<(Time, u64)>,
     persisted: Option<Token>,
     /// The last membership this node applied, as its host persisted it.
     membership: Option<AppliedMembership>,
@@ -168,6 +171,7 @@ impl World {
                 paused_until: 0,
                 timer_gen: 0,
                 timer_at: None,
+                timer_real: None,
                 persisted: None,
                 membership: None,
             });
@@ -482,7 +486,17 @@ impl World {
         let Some(node) = proc.node.as_ref() else {
             return;
         };
-        let want = node.poll_timeout().map(|t| proc.clock.real_at(t).max(now));
+        let want = node.poll_timeout().map(|t| {
+            let real = match proc.timer_real {
+                Some((cached, real)) if cached == t => real,
+                _ => {
+                    let real = proc.clock.real_at(t);
+                    proc.timer_real = Some((t, real));
+                    real
+                }
+            };
+            real.max(now)
+        });
         if want != proc.timer_at {
             proc.timer_at = want;
             proc.timer_gen += 1;
@@ -1028,6 +1042,7 @@ impl World {
         proc.config.replicas = replicas;
         proc.config.w = w;
         proc.clock.offset = proc.clock.offset.saturating_add(jump_us);
+        proc.timer_real = None;
         let local = proc.clock.local(self.now);
         let ceiling = if self.opts.persist_ceiling {
             proc.persisted
