@@ -39,7 +39,6 @@ pub enum ConnError {
 pub struct Reader<S> {
     half: S,
     frames: FrameReader,
-    chunk: Box<[u8]>,
 }
 
 impl<S: AsyncRead + Unpin> Reader<S> {
@@ -48,7 +47,6 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         Reader {
             half,
             frames: FrameReader::new(max_frame),
-            chunk: vec![0; 64 * 1024].into_boxed_slice(),
         }
     }
 
@@ -64,11 +62,11 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             if let Some(env) = self.frames.next_frame()? {
                 return Ok(env);
             }
-            let n = self.half.read(&mut self.chunk).await?;
+            let n = self.half.read(self.frames.spare()).await?;
             if n == 0 {
                 return Err(ConnError::Closed);
             }
-            self.frames.push(&self.chunk[..n]);
+            self.frames.filled(n);
         }
     }
 }
