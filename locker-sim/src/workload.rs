@@ -1,6 +1,7 @@
 //! The client workload: what each client does next, over a small key space
 //! so that contention is real.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use locker_core::Request;
@@ -12,6 +13,11 @@ use crate::rng::SimRng;
 pub const MUTEX_KEYS: u64 = 8;
 /// Keys with `max_lease` leases, used for a bounded time: linearizability.
 pub const LIN_KEYS: u64 = 4;
+const MAX_KEYS: usize = if MUTEX_KEYS > LIN_KEYS {
+    MUTEX_KEYS
+} else {
+    LIN_KEYS
+} as usize;
 
 /// What a client believes it holds.
 #[derive(Clone, Debug)]
@@ -131,15 +137,26 @@ fn ms(v: u64) -> Duration {
 
 /// Picks one of `count` keys named `prefix{i}` that is not in `busy`.
 fn free_key(rng: &mut SimRng, prefix: &str, count: u64, busy: &[&str]) -> Option<String> {
-    let free: Vec<String> = (0..count)
-        .map(|i| format!("{prefix}{i}"))
-        .filter(|k| !busy.contains(&k.as_str()))
-        .collect();
-    if free.is_empty() {
+    // Named only to compare, in one reused buffer: this runs for most
+    // operations, and the free keys are few.
+    let mut name = String::with_capacity(prefix.len() + 4);
+    let mut free = [0u64; MAX_KEYS];
+    let mut n = 0;
+    for i in 0..count {
+        name.clear();
+        let _ = write!(name, "{prefix}{i}");
+        if !busy.contains(&name.as_str()) {
+            free[n] = i;
+            n += 1;
+        }
+    }
+    if n == 0 {
         return None;
     }
-    let i = rng.range(0, free.len() as u64) as usize;
-    free.into_iter().nth(i)
+    let i = free[rng.range(0, n as u64) as usize];
+    name.clear();
+    let _ = write!(name, "{prefix}{i}");
+    Some(name)
 }
 
 /// Chooses the next operation of a slot that holds nothing, on a key no

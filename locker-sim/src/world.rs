@@ -52,15 +52,16 @@ pub enum Event {
         node: usize,
         /// Request id.
         rid: u64,
-        /// The request.
-        req: Request,
+        /// The request (boxed, like the reply: rarer than messages and
+        /// larger, they would widen every queued event).
+        req: Box<Request>,
     },
     /// A reply reaches its client.
     ClientReply {
         /// Request id.
         rid: u64,
         /// The answer.
-        reply: Reply,
+        reply: Box<Reply>,
     },
     /// A client gives up waiting for `rid`.
     ClientTimeout(u64),
@@ -412,13 +413,13 @@ impl World {
                 let proc = &mut self.procs[node];
                 let local = proc.clock.local(self.now);
                 let Some(n) = proc.node.as_mut() else { return };
-                n.handle_request(local, RequestId(rid), req);
+                n.handle_request(local, RequestId(rid), *req);
                 self.drain(node);
             }
             Event::ClientWake(c) => self.client_arrival(c),
             Event::ProbeStep(c) => self.probe_step(c),
             Event::Admin => self.admin(),
-            Event::ClientReply { rid, reply } => self.client_reply(rid, reply),
+            Event::ClientReply { rid, reply } => self.client_reply(rid, *reply),
             Event::ClientTimeout(rid) => {
                 if let Some(r) = self.requests.remove(&rid) {
                     self.trace(|| format!("client {} timeout {rid}", r.client));
@@ -471,6 +472,7 @@ impl World {
                         self.net.plan(&mut self.rng, now, p, client_node).first()
                     };
                     if let Some(at) = at {
+                        let reply = Box::new(reply);
                         self.push(at, Event::ClientReply { rid, reply });
                     }
                 }
@@ -593,7 +595,7 @@ impl World {
                 Event::Request {
                     node,
                     rid,
-                    req: action.req,
+                    req: Box::new(action.req),
                 },
             );
         }
@@ -608,14 +610,17 @@ impl World {
         }
         self.next_arrival(c);
         let now = self.now;
-        let idle: Vec<usize> = (0..self.clients[c].slots.len())
-            .filter(|&s| self.clients[c].slots[s].idle(now))
-            .collect();
-        if idle.is_empty() {
+        let slots = &self.clients[c].slots;
+        let idle = slots.iter().filter(|s| s.idle(now)).count();
+        if idle == 0 {
             self.dropped += 1;
             return;
         }
-        let s = idle[self.rng.range(0, idle.len() as u64) as usize];
+        let pick = self.rng.range(0, idle as u64) as usize;
+        let s = (0..slots.len())
+            .filter(|&s| slots[s].idle(now))
+            .nth(pick)
+            .expect("an idle slot");
         self.slot_step(c, s);
     }
 
@@ -676,14 +681,10 @@ impl World {
                 return;
             }
         }
-        let mut counter = self.clients[c].counter;
         let epoch = self.lin_epoch();
-        let busy: Vec<String> = self.clients[c]
-            .busy_keys()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
+        let client = &mut self.clients[c];
+        let mut counter = client.counter;
+        let busy = client.busy_keys();
         let a = workload::choose_free(
             &mut self.rng,
             c,
@@ -692,7 +693,8 @@ impl World {
             self.opts.max_lease_ms,
             &busy,
         );
-        self.clients[c].counter = counter;
+        drop(busy);
+        client.counter = counter;
         match a {
             Some(a) => self.send(c, Some(s), a, false),
             None => self.dropped += 1,
