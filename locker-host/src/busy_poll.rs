@@ -16,6 +16,14 @@
 //! woken task). The Erlang VM does the same by default (its schedulers
 //! busy-wait before sleeping).
 //!
+//! It also helps when the machine's CPUs are busy with other work: in
+//! `locker bench` at 64 clients beside other processes' builds (load
+//! average 8-12 on 2 vCPUs), the nodes and the load process got about
+//! 0.95 CPU with the poller against 0.55 without, at the same CPU time per
+//! cycle, while the spinners themselves ran less than 1 µs per cycle: a
+//! woken node thread preempts a `SCHED_IDLE` spinner at once, but not
+//! always another process's normal thread.
+//!
 //! The price is CPU time: while the process is active the poller burns what
 //! the machine has spare (it shows as the process's CPU usage, at the
 //! lowest priority). After `window` without activity it sleeps, so an idle
@@ -221,13 +229,12 @@ fn lowest_priority() -> io::Result<()> {
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
     /// The poller starts, sleeps when nothing happens, wakes on a touch and
     /// stops with its last handle (no timing is asserted).
-    #[cfg(target_os = "linux")]
     #[test]
     fn starts_sleeps_wakes_and_stops() {
         let a = BusyPoll::start(Duration::from_millis(1)).unwrap();
