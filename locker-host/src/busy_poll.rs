@@ -18,11 +18,12 @@
 //!
 //! It also helps when the machine's CPUs are busy with other work: in
 //! `locker bench` at 64 clients beside other processes' builds (load
-//! average 8-12 on 2 vCPUs), the nodes and the load process got about
-//! 0.95 CPU with the poller against 0.55 without, at the same CPU time per
-//! cycle, while the spinners themselves ran less than 1 µs per cycle: a
-//! woken node thread preempts a `SCHED_IDLE` spinner at once, but not
-//! always another process's normal thread.
+//! average 8-12 on 2 vCPUs), the nodes and the load process got 0.8-1.0
+//! CPU with the poller against 0.55 without, at the same CPU time per
+//! cycle, while the spinners themselves ran less than 1 µs per cycle;
+//! presumably a woken node thread finds its CPU running a spinner it
+//! preempts at once more often than another process's normal thread, which
+//! it does not always preempt.
 //!
 //! The price is CPU time: while the process is active the poller burns what
 //! the machine has spare (it shows as the process's CPU usage, at the
