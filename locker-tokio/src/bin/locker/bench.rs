@@ -241,41 +241,50 @@ async fn lock_release(
             let mut lock_lat = Latencies::default();
             let mut cycle_lat = Latencies::default();
             let mut errors = 0u64;
+            let mut first_error = None;
             let mut n = 0u64;
             while start.elapsed() < run_for {
                 let key = format!("bench/{c}/{i}/{n}");
                 n += 1;
                 let t0 = Instant::now();
-                match client.lock(&key, "v", Duration::from_secs(10)).await {
+                let failed = match client.lock(&key, "v", Duration::from_secs(10)).await {
                     Ok(h) => {
                         lock_lat.record(t0.elapsed());
-                        if client.release(&key, "v", Some(h.token)).await.is_err() {
-                            errors += 1;
-                        }
+                        let released = client.release(&key, "v", Some(h.token)).await;
                         cycle_lat.record(t0.elapsed());
+                        released.err().map(|e| format!("release: {e}"))
                     }
-                    Err(_) => errors += 1,
+                    Err(e) => Some(format!("lock: {e}")),
+                };
+                if let Some(e) = failed {
+                    errors += 1;
+                    first_error.get_or_insert(e);
                 }
             }
-            (lock_lat, cycle_lat, errors)
+            (lock_lat, cycle_lat, errors, first_error)
         }));
     }
     let mut lock_lat = Latencies::default();
     let mut cycle_lat = Latencies::default();
     let mut errors = 0;
+    let mut first_error = None;
     for t in tasks {
-        let (l, cy, e) = t.await.map_err(|e| e.to_string())?;
+        let (l, cy, e, first) = t.await.map_err(|e| e.to_string())?;
         lock_lat.merge(&l);
         cycle_lat.merge(&cy);
         errors += e;
+        first_error = first_error.or(first);
     }
     let secs = start.elapsed().as_secs_f64();
+    // What the first failed operation said, so an error count can be told
+    // apart from a refusal the workload should never see.
+    let first_error = first_error.map_or(serde_json::Value::Null, serde_json::Value::String);
     Ok(json!({
         "workload": "lock+release", "runtime": target.runtime, "clients": c,
         "cycles_per_s": (cycle_lat.count() as f64 / secs).round(),
         "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
         "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
-        "cycles": cycle_lat.count(), "errors": errors,
+        "cycles": cycle_lat.count(), "errors": errors, "first_error": first_error,
         "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
