@@ -60,6 +60,8 @@ pub struct Network {
     /// Directed links `(from, to)` currently cut: the union of the active
     /// partitions and the permanent cut.
     pub cut: BTreeSet<(usize, usize)>,
+    /// `cut` as a matrix (`from * n + to`), for the look-up at every send.
+    cut_links: Vec<bool>,
     partitions: BTreeMap<usize, Vec<(usize, usize)>>,
     permanent: Vec<(usize, usize)>,
     /// Active bursts by kind (a count: bursts may overlap).
@@ -78,6 +80,7 @@ impl Network {
             base_us,
             last_delivery: vec![0; n * n],
             cut: BTreeSet::new(),
+            cut_links: vec![false; n * n],
             partitions: BTreeMap::new(),
             permanent: Vec::new(),
             bursts: [0; 4],
@@ -96,7 +99,7 @@ impl Network {
         if from == to {
             return Arrivals::one(now);
         }
-        if self.cut.contains(&(from, to)) {
+        if self.cut_links[from * self.n + to] {
             return Arrivals::default();
         }
         let faulty = self.faulty;
@@ -161,6 +164,10 @@ impl Network {
             .chain(&self.permanent)
             .copied()
             .collect();
+        self.cut_links.fill(false);
+        for &(from, to) in &self.cut {
+            self.cut_links[from * self.n + to] = true;
+        }
     }
 
     /// Starts partition `id`, cutting these directed links.

@@ -2,11 +2,17 @@
 //!
 //! A radix heap: the world only schedules at or after the instant it last
 //! took out, so an entry waits in the bucket of the highest bit in which its
-//! instant differs from that one, and moves to a lower bucket at most once
-//! per bit. Taking out the earliest costs a few cheap, predictable moves
-//! instead of a heap's sift through unpredictable comparisons. Payloads sit
-//! in a slab whose storage is reused, so that scheduling allocates nothing in
-//! the steady state and only small keys move.
+//! instant differs from the heap's base instant, and moves to a lower bucket
+//! at most once per bit. Taking out the earliest costs a few cheap,
+//! predictable moves instead of a heap's sift through unpredictable
+//! comparisons. Payloads sit in a slab whose storage is reused, so that
+//! scheduling allocates nothing in the steady state and only small keys move.
+//!
+//! The heap moves on to the next instant as soon as one is taken out, and
+//! reads that instant's first payload: the read from memory then overlaps
+//! with the handling of the event just taken out, which usually ends before
+//! it is needed. Whatever that handling schedules before the heap's new base
+//! waits, in order, in a short list of its own.
 
 use std::collections::VecDeque;
 
@@ -20,8 +26,12 @@ struct Entry {
 /// Values scheduled at instants; equal instants pop in insertion order.
 /// Monotone: an instant before the last one popped counts as that one.
 pub struct Queue<T> {
-    /// The instant last popped (or redistributed around).
+    /// The instant last popped: the earliest an entry may be scheduled at.
+    popped: u64,
+    /// The heap's base instant (at or after `popped`).
     last: u64,
+    /// Entries before `last` (scheduled after the heap moved on), in order.
+    early: VecDeque<Entry>,
     /// Entries at `last`, in insertion order.
     front: VecDeque<Entry>,
     /// `buckets[b]`: entries whose instant differs from `last` first in bit
@@ -35,12 +45,16 @@ pub struct Queue<T> {
     free: Vec<u32>,
     seq: u64,
     len: usize,
+    /// Written by the early read of the next payload, so that it stays.
+    touched: u64,
 }
 
 impl<T> Default for Queue<T> {
     fn default() -> Queue<T> {
         Queue {
+            popped: 0,
             last: 0,
+            early: VecDeque::new(),
             front: VecDeque::new(),
             buckets: (0..64).map(|_| Vec::new()).collect(),
             nonempty: 0,
@@ -49,6 +63,7 @@ impl<T> Default for Queue<T> {
             free: Vec::new(),
             seq: 0,
             len: 0,
+            touched: 0,
         }
     }
 }
@@ -56,7 +71,7 @@ impl<T> Default for Queue<T> {
 impl<T> Queue<T> {
     /// Schedules `value` at `at`, after everything already scheduled there.
     pub fn push(&mut self, at: u64, value: T) {
-        let at = at.max(self.last);
+        let at = at.max(self.popped);
         self.seq += 1;
         let slot = match self.free.pop() {
             Some(s) => {
@@ -77,6 +92,10 @@ impl<T> Queue<T> {
         if at == self.last {
             // The latest insertion: it goes after every entry at `last`.
             self.front.push_back(e);
+        } else if at < self.last {
+            // After every early entry at or before `at` (all inserted before).
+            let i = self.early.partition_point(|x| x.at <= at);
+            self.early.insert(i, e);
         } else {
             self.file(e);
         }
@@ -93,17 +112,29 @@ impl<T> Queue<T> {
         if self.front.is_empty() {
             self.refill();
         }
-        let e = self.front.pop_front()?;
+        // Early entries are all before `last`, where `front` is.
+        let e = match self.early.pop_front() {
+            Some(e) => e,
+            None => self.front.pop_front()?,
+        };
         self.len -= 1;
+        self.popped = e.at;
         let value = self.slots[e.slot as usize]
             .take()
             .expect("a queued slot holds its value");
         self.free.push(e.slot);
+        if self.front.is_empty() {
+            self.refill();
+        }
+        if let Some(next) = self.early.front().or(self.front.front()) {
+            self.touched ^= self.slots[next.slot as usize].is_some() as u64;
+        }
         Some((e.at, value))
     }
 
-    /// Moves the earliest instant's entries to `front`: the lowest nonempty
-    /// bucket holds it, and every other entry of that bucket goes lower.
+    /// Moves the heap's base to its earliest instant and that instant's
+    /// entries to `front`: the lowest nonempty bucket holds it, and every
+    /// other entry of that bucket goes lower.
     fn refill(&mut self) {
         if self.nonempty == 0 {
             return;
