@@ -187,13 +187,14 @@ mod tests {
         let mut reference = BTreeMap::new();
         let mut seq = 0u64;
         let mut now = 0u64;
-        for round in 0..20_000u64 {
+        for round in 0..50_000u64 {
             for _ in 0..rng.range(0, 4) {
-                // Mostly near and often equal instants, sometimes far ones
-                // (high buckets).
+                // Mostly near and often equal instants, sometimes some
+                // milliseconds ahead, sometimes far.
                 let at = match rng.range(0, 10) {
                     0 => now + rng.range(0, 1 << 40),
                     1 => now,
+                    2 | 3 => now + rng.range(0, 40_000),
                     _ => now + rng.range(0, 50),
                 };
                 seq += 1;
