@@ -11,7 +11,7 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use locker_core::wire::{decode_frame, encode_frame, DEFAULT_MAX_FRAME};
 use locker_core::{
-    Ack, AppliedMembership, Config, EntryState, Expect, Grant, Message, Node, NodeId, OpId, Output,
+    Ack, AppliedMembership, Ballot, Config, EntryState, Expect, Grant, Members, Message, Node, NodeId, OpId, Output,
     Refusal, Replicated, Reply, Request, RequestId, Time, Token, Write,
 };
 
@@ -283,18 +283,18 @@ pub enum OutcomeIn {
 /// A message from a peer.
 #[derive(Arbitrary, Debug, Clone)]
 pub enum MsgIn {
-    /// `Message::Prepare`.
-    Prepare(OpIn, KeyIn, ExpectIn),
+    /// `Message::Prepare`, with an epoch near the node's.
+    Prepare(OpIn, u8, KeyIn, ExpectIn),
     /// `Message::Commit`.
     Commit(OpIn, KeyIn, WriteIn),
     /// `Message::Abort`.
     Abort(OpIn, KeyIn),
     /// `Message::ExtendHeld`.
-    ExtendHeld(OpIn, KeyIn, ValueIn, u64, DurIn),
+    ExtendHeld(OpIn, u8, KeyIn, ValueIn, u64, DurIn),
     /// `Message::ReleaseHeld`.
-    ReleaseHeld(OpIn, KeyIn, ValueIn, u64),
+    ReleaseHeld(OpIn, u8, KeyIn, ValueIn, u64),
     /// `Message::Read`.
-    Read(OpIn, KeyIn),
+    Read(OpIn, u8, KeyIn),
     /// `Message::Reply`.
     Reply(OpIn, OutcomeIn),
     /// `Message::Replicate`: stream and seq from small ranges, so that
@@ -304,8 +304,16 @@ pub enum MsgIn {
     ReplicateMark(u8, u8),
     /// `Message::SyncRequest`.
     SyncRequest,
-    /// `Message::Membership`.
-    Membership(u8, Vec<u8>, Vec<u8>, u8),
+    /// `Message::MembershipPrepare`: epoch near the node's, ballot.
+    MembershipPrepare(u8, u8, u8),
+    /// `Message::MembershipPromise`.
+    MembershipPromise(u8, u8, u8, Option<(u8, u8, Vec<u8>, Vec<u8>, u8)>),
+    /// `Message::MembershipAccept`.
+    MembershipAccept(u8, u8, u8, Vec<u8>, Vec<u8>, u8),
+    /// `Message::MembershipAccepted`.
+    MembershipAccepted(u8, u8, u8),
+    /// `Message::MembershipNack`.
+    MembershipNack(u8, u8, u8),
     /// `Message::MembershipAck`.
     MembershipAck(u8),
     /// `Message::MembershipQuery`.
@@ -377,10 +385,36 @@ fn op(sel: OpIn, seen: &[OpId]) -> OpId {
     }
 }
 
-fn message(m: &MsgIn, seen: &[OpId]) -> Message {
+/// An epoch near the node's own `current`: mostly its own (so that votes
+/// happen), sometimes the next one or an older one.
+fn epoch_near(current: u64, d: u8) -> u64 {
+    match d % 4 {
+        0 | 1 => current,
+        2 => current + 1,
+        _ => current.saturating_sub(1),
+    }
+}
+
+fn ballot(round: u8, node: u8) -> Ballot {
+    Ballot {
+        round: round as u64 % 8,
+        node: NodeId(1 + (node % STRANGER as u8) as u64),
+    }
+}
+
+fn members(m: &[u8], r: &[u8], w: u8) -> Members {
+    Members {
+        masters: node_list(m),
+        replicas: node_list(r),
+        w: w as usize,
+    }
+}
+
+fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
     match m {
-        MsgIn::Prepare(o, k, e) => Message::Prepare {
+        MsgIn::Prepare(o, d, k, e) => Message::Prepare {
             op: op(*o, seen),
+            epoch: epoch_near(current, *d),
             key: k.bytes(),
             expect: match e {
                 ExpectIn::Absent => Expect::Absent,
@@ -414,21 +448,24 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
             op: op(*o, seen),
             key: k.bytes(),
         },
-        MsgIn::ExtendHeld(o, k, v, t, l) => Message::ExtendHeld {
+        MsgIn::ExtendHeld(o, d, k, v, t, l) => Message::ExtendHeld {
             op: op(*o, seen),
+            epoch: epoch_near(current, *d),
             key: k.bytes(),
             value: v.bytes(),
             token: Token(*t),
             lease: l.get(),
         },
-        MsgIn::ReleaseHeld(o, k, v, t) => Message::ReleaseHeld {
+        MsgIn::ReleaseHeld(o, d, k, v, t) => Message::ReleaseHeld {
             op: op(*o, seen),
+            epoch: epoch_near(current, *d),
             key: k.bytes(),
             value: v.bytes(),
             token: Token(*t),
         },
-        MsgIn::Read(o, k) => Message::Read {
+        MsgIn::Read(o, d, k) => Message::Read {
             op: op(*o, seen),
+            epoch: epoch_near(current, *d),
             key: k.bytes(),
         },
         MsgIn::Reply(o, out) => Message::Reply {
@@ -461,11 +498,29 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
             sent: *sent as u64,
         },
         MsgIn::SyncRequest => Message::SyncRequest,
-        MsgIn::Membership(epoch, m, r, w) => Message::Membership {
-            epoch: *epoch as u64,
-            masters: node_list(m),
-            replicas: node_list(r),
-            w: *w as usize,
+        MsgIn::MembershipPrepare(d, round, node) => Message::MembershipPrepare {
+            epoch: epoch_near(current, *d),
+            ballot: ballot(*round, *node),
+        },
+        MsgIn::MembershipPromise(d, round, node, accepted) => Message::MembershipPromise {
+            epoch: epoch_near(current, *d),
+            ballot: ballot(*round, *node),
+            accepted: accepted
+                .as_ref()
+                .map(|(round, node, m, r, w)| (ballot(*round, *node), members(m, r, *w))),
+        },
+        MsgIn::MembershipAccept(d, round, node, m, r, w) => Message::MembershipAccept {
+            epoch: epoch_near(current, *d),
+            ballot: ballot(*round, *node),
+            members: members(m, r, *w),
+        },
+        MsgIn::MembershipAccepted(d, round, node) => Message::MembershipAccepted {
+            epoch: epoch_near(current, *d),
+            ballot: ballot(*round, *node),
+        },
+        MsgIn::MembershipNack(d, round, node) => Message::MembershipNack {
+            epoch: epoch_near(current, *d),
+            promised: ballot(*round, *node),
         },
         MsgIn::MembershipAck(epoch) => Message::MembershipAck {
             epoch: *epoch as u64,
@@ -478,16 +533,19 @@ fn message(m: &MsgIn, seen: &[OpId]) -> Message {
                 masters: node_list(m),
                 replicas: node_list(r),
                 w: *w as usize,
+                promised: Ballot::default(),
+                accepted: None,
             })
         }
     }
 }
 
-const REFUSALS: [Refusal; 9] = [
+const REFUSALS: [Refusal; 10] = [
     Refusal::Held,
     Refusal::Mismatch,
     Refusal::Missing,
     Refusal::Busy,
+    Refusal::OtherEpoch,
     Refusal::Recovering,
     Refusal::NoPromise,
     Refusal::NotMaster,
@@ -651,9 +709,12 @@ pub fn run_node_script(script: &NodeScript) {
             Step::Message(from, m) => {
                 let from = NodeId(1 + (*from % STRANGER as u8) as u64);
                 w.known.insert(from);
-                let msg = message(m, &w.seen_ops);
-                if let Message::Membership {
-                    masters, replicas, ..
+                let msg = message(m, &w.seen_ops, node.membership_epoch());
+                if let Message::MembershipAccept {
+                    members: Members {
+                        masters, replicas, ..
+                    },
+                    ..
                 }
                 | Message::MembershipState(AppliedMembership {
                     masters, replicas, ..

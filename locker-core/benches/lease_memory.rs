@@ -31,6 +31,7 @@ fn main() {
             let op = OpId(i as u64);
             let prepare = Message::Prepare {
                 op,
+                epoch: 0,
                 key: key.clone(),
                 expect: Expect::Absent,
             };

@@ -135,6 +135,21 @@ pub enum ConfigError {
         /// The smallest safe quorum.
         majority: usize,
     },
+    /// A membership change too large for one step: some quorum of the new
+    /// members could miss every quorum of the old while old leases live.
+    #[error(
+        "changing w from {old_w} to {new_w} with {old_masters} masters before the change is too large \
+         for one step (old w + new w must exceed the old number of masters): change one master, \
+         or w, at a time"
+    )]
+    StepTooLarge {
+        /// The quorum in force.
+        old_w: usize,
+        /// The quorum asked for.
+        new_w: usize,
+        /// Masters in force.
+        old_masters: usize,
+    },
     /// `max_drift` outside `[0, 0.1)`.
     #[error("max_drift = {0} is out of range: use a fraction in [0, 0.1), e.g. 0.001")]
     DriftOutOfRange(String),

@@ -58,11 +58,13 @@ impl OpKind {
         }
     }
 
-    /// The first message of an attempt.
-    fn opening(&self, op: OpId) -> Message {
+    /// The first message of an attempt, in the coordinator's membership
+    /// `epoch`.
+    fn opening(&self, op: OpId, epoch: u64) -> Message {
         let key = self.key().to_vec();
         let prepare = |expect| Message::Prepare {
             op,
+            epoch,
             key: key.clone(),
             expect,
         };
@@ -82,6 +84,7 @@ impl OpKind {
                 ..
             } => Message::ExtendHeld {
                 op,
+                epoch,
                 key,
                 value: value.clone(),
                 token: *token,
@@ -93,11 +96,12 @@ impl OpKind {
                 ..
             } => Message::ReleaseHeld {
                 op,
+                epoch,
                 key,
                 value: value.clone(),
                 token: *token,
             },
-            OpKind::Read { .. } => Message::Read { op, key },
+            OpKind::Read { .. } => Message::Read { op, epoch, key },
         }
     }
 
@@ -283,7 +287,7 @@ impl Node {
     }
 
     fn begin_attempt(&mut self, now: Time, id: OpId, mut op: Op) {
-        let msg = op.kind.opening(id);
+        let msg = op.kind.opening(id, self.membership.epoch);
         op.phase = if op.kind.is_two_phase() {
             Phase::Prepare {
                 started: now,

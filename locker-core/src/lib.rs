@@ -82,7 +82,7 @@ mod waiters;
 pub mod wire;
 
 pub use config::{Config, ConfigError, NodeId, RetryPolicy, Role};
-pub use membership::AppliedMembership;
+pub use membership::{AppliedMembership, Ballot, Members};
 pub use message::{Ack, EntryState, Expect, Grant, Message, OpId, Refusal, Replicated, Write};
 pub use node::{InvariantViolation, Node, Output};
 pub use request::{

@@ -3,8 +3,7 @@
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::config::NodeId;
-use crate::membership::AppliedMembership;
+use crate::membership::{AppliedMembership, Ballot, Members};
 use crate::request::Token;
 
 /// Identifies one attempt of one operation at its coordinator. Replies carry
@@ -121,6 +120,11 @@ pub enum Refusal {
     /// the key's latest here (live or released): that tenure is over, and
     /// for a release possibly by this very release, applied earlier.
     Superseded,
+    /// The request's membership epoch is not the master's, or the master has
+    /// accepted a change not yet known to be chosen: it votes for no
+    /// operation until the members agree (it sends the newer membership, or
+    /// asks for it, alongside).
+    OtherEpoch,
 }
 
 /// One committed state of an entry in the replication log.
@@ -142,6 +146,8 @@ pub enum Message {
     Prepare {
         /// The attempt.
         op: OpId,
+        /// The coordinator's membership epoch: a master votes only in its own.
+        epoch: u64,
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -170,6 +176,8 @@ pub enum Message {
     ExtendHeld {
         /// The attempt.
         op: OpId,
+        /// The coordinator's membership epoch.
+        epoch: u64,
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -185,6 +193,8 @@ pub enum Message {
     ReleaseHeld {
         /// The attempt.
         op: OpId,
+        /// The coordinator's membership epoch.
+        epoch: u64,
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -198,6 +208,8 @@ pub enum Message {
     Read {
         /// The attempt.
         op: OpId,
+        /// The coordinator's membership epoch.
+        epoch: u64,
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -235,27 +247,60 @@ pub enum Message {
     /// A replica that starts empty, or that missed part of a master's
     /// stream, asks that master for a snapshot.
     SyncRequest,
-    /// A membership or quorum change.
-    Membership {
-        /// Orders changes; nodes apply only newer epochs.
+    /// Membership phase one: the proposer of a change to epoch `epoch` asks
+    /// the masters of epoch `epoch - 1` to promise `ballot`.
+    MembershipPrepare {
+        /// The epoch being chosen.
         epoch: u64,
-        /// New voting members.
-        masters: Vec<NodeId>,
-        /// New replicas.
-        replicas: Vec<NodeId>,
-        /// New quorum.
-        w: usize,
+        /// The proposer's ballot.
+        ballot: Ballot,
     },
-    /// Confirms that `epoch` is applied.
+    /// A master promises `ballot` and reports the change it accepted for
+    /// `epoch`, if any.
+    MembershipPromise {
+        /// The epoch being chosen.
+        epoch: u64,
+        /// The promised ballot.
+        ballot: Ballot,
+        /// The change this master accepted, with its ballot.
+        accepted: Option<(Ballot, Members)>,
+    },
+    /// Membership phase two: accept `members` as epoch `epoch` under `ballot`.
+    MembershipAccept {
+        /// The epoch being chosen.
+        epoch: u64,
+        /// The proposer's ballot.
+        ballot: Ballot,
+        /// The proposed members and quorum.
+        members: Members,
+    },
+    /// A master accepted `ballot`'s change for `epoch`.
+    MembershipAccepted {
+        /// The epoch being chosen.
+        epoch: u64,
+        /// The accepted ballot.
+        ballot: Ballot,
+    },
+    /// A master has promised a higher ballot than the proposer's.
+    MembershipNack {
+        /// The epoch being chosen.
+        epoch: u64,
+        /// The ballot promised instead.
+        promised: Ballot,
+    },
+    /// Confirms that the membership of `epoch` (sent as a
+    /// [`MembershipState`](Message::MembershipState)) is applied.
     MembershipAck {
         /// The epoch applied.
         epoch: u64,
     },
-    /// Sent to a node that answered `NotMaster`: the coordinator's view of
-    /// the members is out of date (a client-only node is no member, so a
-    /// `set_nodes` never reached it). Asks for the membership in force.
+    /// Asks for the membership in force at the receiver: sent by a node
+    /// that met a newer epoch than its own, or a coordinator told
+    /// `NotMaster` (a client-only node is no member, so no change is sent
+    /// to it).
     MembershipQuery,
-    /// The answer: the change in force at the sender, with its initiator, so
-    /// that the asker orders it as the members do.
+    /// The membership in force at the sender, chosen for its epoch: a node
+    /// applies it if the epoch is newer than its own. It is how a chosen
+    /// change is announced, and the answer to a query.
     MembershipState(AppliedMembership),
 }

@@ -152,9 +152,14 @@ impl Node {
         }
         let mut node = Node::restarted(config, now, token_ceiling)?;
         if let Some(m) = membership {
-            node.resume_membership(m);
+            node.resume_membership(m, now);
         }
         Ok(node)
+    }
+
+    /// The epoch of the membership in force here (0 until a change).
+    pub fn membership_epoch(&self) -> u64 {
+        self.membership.epoch
     }
 
     /// This node's id.
@@ -306,23 +311,46 @@ impl Node {
 
     fn dispatch(&mut self, now: Time, from: NodeId, msg: Message) {
         match msg {
-            Message::Prepare { op, key, expect } => self.on_prepare(now, from, op, key, expect),
+            Message::Prepare {
+                op,
+                epoch,
+                key,
+                expect,
+            } => {
+                if self.votes_in(from, op, epoch) {
+                    self.on_prepare(now, from, op, key, expect)
+                }
+            }
             Message::Commit { op, key, write } => self.on_commit(now, from, op, key, write),
             Message::Abort { op, key } => self.on_abort(now, op, &key),
             Message::ExtendHeld {
                 op,
+                epoch,
                 key,
                 value,
                 token,
                 lease,
-            } => self.on_extend_held(now, from, op, key, value, token, lease),
+            } => {
+                if self.votes_in(from, op, epoch) {
+                    self.on_extend_held(now, from, op, key, value, token, lease)
+                }
+            }
             Message::ReleaseHeld {
                 op,
+                epoch,
                 key,
                 value,
                 token,
-            } => self.on_release_held(now, from, op, key, value, token),
-            Message::Read { op, key } => self.on_read(now, from, op, &key),
+            } => {
+                if self.votes_in(from, op, epoch) {
+                    self.on_release_held(now, from, op, key, value, token)
+                }
+            }
+            Message::Read { op, epoch, key } => {
+                if self.votes_in(from, op, epoch) {
+                    self.on_read(now, from, op, &key)
+                }
+            }
             Message::Reply { op, outcome } => self.on_reply(now, from, op, outcome),
             Message::Replicate {
                 stream,
@@ -332,13 +360,24 @@ impl Node {
             } => self.on_replicate(now, from, stream, seq, snapshot, entries),
             Message::ReplicateMark { stream, sent } => self.on_mark(now, from, stream, sent),
             Message::SyncRequest => self.on_sync_request(now, from),
-            Message::Membership {
+            Message::MembershipPrepare { epoch, ballot } => {
+                self.on_membership_prepare(from, epoch, ballot)
+            }
+            Message::MembershipPromise {
                 epoch,
-                masters,
-                replicas,
-                w,
-            } => self.on_membership(now, from, epoch, masters, replicas, w),
-            Message::MembershipAck { epoch } => self.on_membership_ack(now, from, epoch),
+                ballot,
+                accepted,
+            } => self.on_membership_promise(now, from, epoch, ballot, accepted),
+            Message::MembershipAccept {
+                epoch,
+                ballot,
+                members,
+            } => self.on_membership_accept(now, from, epoch, ballot, members),
+            Message::MembershipAccepted { epoch, ballot } => {
+                self.on_membership_accepted(now, from, epoch, ballot)
+            }
+            Message::MembershipNack { epoch, promised } => self.on_membership_nack(epoch, promised),
+            Message::MembershipAck { epoch } => self.on_membership_ack(from, epoch),
             Message::MembershipQuery => self.on_membership_query(from),
             Message::MembershipState(state) => self.on_membership_state(now, from, state),
         }
@@ -443,14 +482,9 @@ impl Node {
                 self.reply(id, Ok(Response::Summary(summary)));
             }
             Request::SetNodes { masters, replicas } => {
-                let w = self.config.w;
-                self.start_membership(now, id, masters, replicas, w)
+                self.start_set_nodes(now, id, masters, replicas)
             }
-            Request::SetW { w } => {
-                let (masters, replicas) =
-                    (self.config.masters.clone(), self.config.replicas.clone());
-                self.start_membership(now, id, masters, replicas, w)
-            }
+            Request::SetW { w } => self.start_set_w(now, id, w),
             other => self.start_op(now, id, other),
         }
     }

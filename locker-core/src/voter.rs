@@ -18,6 +18,23 @@ impl Node {
         self.send(to, Message::Reply { op, outcome });
     }
 
+    /// Whether this node may vote on an operation of membership `epoch`; if
+    /// it is a master that may not, it refuses `op` and helps the lagging
+    /// side catch up. (A node that is no master answers `NotMaster` in the
+    /// handler, whatever the epoch.)
+    pub(crate) fn votes_in(&mut self, from: NodeId, op: OpId, epoch: u64) -> bool {
+        if self.role != Role::Master || self.membership.votes_in(epoch) {
+            return true;
+        }
+        self.answer(from, op, Err(Refusal::OtherEpoch));
+        if epoch > self.membership.epoch {
+            self.send(from, Message::MembershipQuery);
+        } else if epoch < self.membership.epoch {
+            self.on_membership_query(from);
+        }
+        false
+    }
+
     /// Why this node cannot vote on `key` now, if it cannot.
     fn cannot_vote(&self, now: Time, key: &[u8], value: Option<&[u8]>) -> Option<Refusal> {
         if self.role != Role::Master {

@@ -93,16 +93,19 @@ fn write_wire_decode_seeds() {
     let messages = vec![
         Message::Prepare {
             op: OpId(1),
+            epoch: 0,
             key: k(),
             expect: Expect::Absent,
         },
         Message::Prepare {
             op: OpId(2),
+            epoch: 0,
             key: k(),
             expect: Expect::Value(b"alice".to_vec()),
         },
         Message::Prepare {
             op: OpId(3),
+            epoch: 0,
             key: k(),
             expect: Expect::ValueOrMissing(b"bob".to_vec()),
         },
@@ -144,6 +147,7 @@ fn write_wire_decode_seeds() {
         },
         Message::ExtendHeld {
             op: OpId(8),
+            epoch: 0,
             key: k(),
             value: b"alice".to_vec(),
             token: Token(9),
@@ -151,12 +155,14 @@ fn write_wire_decode_seeds() {
         },
         Message::ReleaseHeld {
             op: OpId(9),
+            epoch: 0,
             key: k(),
             value: b"alice".to_vec(),
             token: Token(9),
         },
         Message::Read {
             op: OpId(10),
+            epoch: 0,
             key: k(),
         },
         Message::Reply {
@@ -190,11 +196,46 @@ fn write_wire_decode_seeds() {
         },
         Message::ReplicateMark { stream: 7, sent: 1 },
         Message::SyncRequest,
-        Message::Membership {
-            epoch: 2,
-            masters: vec![NodeId(1), NodeId(2), NodeId(3)],
-            replicas: vec![NodeId(4)],
-            w: 2,
+        Message::MembershipPrepare {
+            epoch: 1,
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(2),
+            },
+        },
+        Message::MembershipPromise {
+            epoch: 1,
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(2),
+            },
+            accepted: None,
+        },
+        Message::MembershipAccept {
+            epoch: 1,
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(2),
+            },
+            members: Members {
+                masters: vec![NodeId(1), NodeId(2), NodeId(3)],
+                replicas: vec![NodeId(4)],
+                w: 2,
+            },
+        },
+        Message::MembershipAccepted {
+            epoch: 1,
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(2),
+            },
+        },
+        Message::MembershipNack {
+            epoch: 1,
+            promised: Ballot {
+                round: 2,
+                node: NodeId(3),
+            },
         },
         Message::MembershipAck { epoch: 2 },
         Message::MembershipQuery,
@@ -204,6 +245,8 @@ fn write_wire_decode_seeds() {
             masters: vec![NodeId(1), NodeId(2), NodeId(3)],
             replicas: vec![NodeId(4)],
             w: 2,
+            promised: Ballot::default(),
+            accepted: None,
         }),
     ];
     let requests = vec![

@@ -640,17 +640,35 @@ fn lock_with_one_master_partitioned_still_commits_everywhere_reachable() {
 }
 
 #[test]
-fn set_nodes_with_a_member_down_is_not_reported_configured() {
+fn set_nodes_is_chosen_by_a_majority_of_masters_with_a_member_down() {
     let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    c.stop(3);
     c.stop(4);
     let r = c.set_nodes(1, &[1, 2, 3], &[]);
-    assert!(matches!(r, Err(OpError::Unconfirmed { .. })), "{r:?}");
-    // The change was applied by every reachable node nonetheless.
+    assert_eq!(r, Ok(Response::Configured));
     assert_eq!(c.node(2).config().replicas, vec![]);
+    assert_eq!(c.node(2).membership_epoch(), 1);
 }
 
 #[test]
-fn concurrent_set_nodes_from_two_nodes_do_not_both_succeed_with_different_views() {
+fn set_nodes_without_a_majority_of_masters_is_not_configured() {
+    let mut c = Cluster::with(&[1, 2, 3], &[4], &[], |_| {});
+    c.stop(2);
+    c.stop(3);
+    let r = c.set_nodes(1, &[1, 2, 3], &[]);
+    assert!(
+        matches!(r, Err(OpError::NoQuorum | OpError::Unconfirmed { .. })),
+        "{r:?}"
+    );
+    assert_eq!(c.node(1).membership_epoch(), 0);
+    assert_eq!(c.node(1).config().replicas, vec![NodeId(4)]);
+}
+
+/// Two administrators change the members at once: each change is chosen
+/// for its own epoch, one after the other, and every node ends on the same
+/// members (those of the change chosen last).
+#[test]
+fn concurrent_set_nodes_from_two_nodes_are_chosen_one_after_the_other() {
     let mut c = Cluster::with(&[1, 2, 3], &[4, 5], &[], |_| {});
     let a = c.submit(
         1,
@@ -669,17 +687,98 @@ fn concurrent_set_nodes_from_two_nodes_do_not_both_succeed_with_different_views(
     let ra = c.run_until_reply(a);
     let rb = c.run_until_reply(b);
     c.run_for(ms(100));
-    let views: Vec<Vec<NodeId>> = (1..=5)
-        .map(|n| c.node(n).config().replicas.clone())
+    let views: Vec<(u64, Vec<NodeId>)> = (1..=5)
+        .filter(|&n| c.node(n).role() != locker_core::Role::Client)
+        .map(|n| {
+            (
+                c.node(n).membership_epoch(),
+                c.node(n).config().replicas.clone(),
+            )
+        })
         .collect();
     let agreed = views.windows(2).all(|w| w[0] == w[1]);
-    assert!(agreed, "nodes disagree after both changes: {views:?}");
+    assert!(agreed, "members disagree after both changes: {views:?}");
+    assert!(ra.is_ok() || rb.is_ok(), "{ra:?} {rb:?}");
+    let (epoch, replicas) = &views[0];
+    assert!(*epoch >= 1, "{views:?}");
     assert!(
-        !(ra.is_ok() && rb.is_ok()),
-        "two conflicting changes both reported configured: {ra:?} {rb:?} {views:?}"
+        replicas == &vec![NodeId(4)] || replicas == &vec![NodeId(5)],
+        "{views:?}"
     );
-    let winner = if ra.is_ok() { NodeId(4) } else { NodeId(5) };
-    assert_eq!(views[0], vec![winner], "{ra:?} {rb:?}");
+}
+
+/// A master that accepted a change votes for no operation until it knows
+/// the change chosen, and a master votes only in its own epoch.
+#[test]
+fn masters_vote_only_in_their_own_epoch() {
+    use locker_core::{Ballot, Expect, Members, OpId, Write};
+    let config = Config::new(NodeId(1), ids(1..=3), vec![]);
+    let now = Time::from_millis(2);
+    let mut n = Node::new(config, Time::from_millis(1)).unwrap();
+    let prepare = |op, epoch| Message::Prepare {
+        op: OpId(op),
+        epoch,
+        key: b"k".to_vec(),
+        expect: Expect::Absent,
+    };
+    // A coordinator in a later epoch is refused and asked for its members.
+    n.handle_message(now, NodeId(9), prepare(1, 1));
+    assert_eq!(outcomes(&mut n, OpId(1)), vec![Err(Refusal::OtherEpoch)]);
+    // In the node's own epoch it votes.
+    n.handle_message(now, NodeId(9), prepare(2, 0));
+    assert!(matches!(
+        outcomes(&mut n, OpId(2))[..],
+        [Ok(Ack::Granted(_))]
+    ));
+    // Having accepted a change, it drops its promises and votes no more.
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(2),
+    };
+    let members = Members {
+        masters: ids(1..=3),
+        replicas: vec![NodeId(4)],
+        w: 2,
+    };
+    n.handle_message(
+        now,
+        NodeId(2),
+        Message::MembershipAccept {
+            epoch: 1,
+            ballot,
+            members,
+        },
+    );
+    let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
+    let persisted = outs
+        .iter()
+        .position(|o| matches!(o, Output::PersistMembership(m) if m.accepted.is_some()));
+    let accepted = outs.iter().position(|o| {
+        matches!(
+            o,
+            Output::Send {
+                msg: Message::MembershipAccepted { .. },
+                ..
+            }
+        )
+    });
+    assert!(persisted.unwrap() < accepted.unwrap(), "{outs:?}");
+    n.handle_message(
+        now,
+        NodeId(9),
+        Message::Commit {
+            op: OpId(2),
+            key: b"k".to_vec(),
+            write: Write::Create {
+                value: b"v".to_vec(),
+                lease: secs(5),
+                token: Token(1),
+            },
+        },
+    );
+    assert_eq!(outcomes(&mut n, OpId(2)), vec![Err(Refusal::NoPromise)]);
+    n.handle_message(now, NodeId(9), prepare(3, 0));
+    assert_eq!(outcomes(&mut n, OpId(3)), vec![Err(Refusal::OtherEpoch)]);
 }
 
 #[test]
@@ -870,6 +969,7 @@ fn a_master_refuses_a_lock_commit_whose_token_is_not_above_its_grant() {
     let now = Time::from_millis(2);
     let prepare = |op, key: &str| Message::Prepare {
         op: OpId(op),
+        epoch: 0,
         key: key.into(),
         expect: Expect::Absent,
     };
@@ -923,6 +1023,7 @@ fn a_late_copy_of_a_release_meets_a_later_tenure_as_superseded() {
             NodeId(9),
             Message::Prepare {
                 op: OpId(op),
+                epoch: 0,
                 key: b"k".to_vec(),
                 expect: Expect::Absent,
             },
@@ -944,6 +1045,7 @@ fn a_late_copy_of_a_release_meets_a_later_tenure_as_superseded() {
     };
     let release = Message::ReleaseHeld {
         op: OpId(20),
+        epoch: 0,
         key: b"k".to_vec(),
         value: b"v".to_vec(),
         token: Token(5),
@@ -1085,12 +1187,14 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
     let now = Time::from_millis(2);
     let mut n = Node::new(config.clone(), Time::from_millis(1)).unwrap();
     // Node 3 is demoted to replica, node 4 promoted.
-    let change = Message::Membership {
+    let change = Message::MembershipState(AppliedMembership {
         epoch: 1,
+        origin: NodeId(1),
         masters: vec![NodeId(1), NodeId(2), NodeId(4)],
         replicas: vec![NodeId(3)],
         w: 2,
-    };
+        ..AppliedMembership::default()
+    });
     n.handle_message(now, NodeId(1), change);
     let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
     let persisted = outs
@@ -1117,6 +1221,7 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
             masters: vec![NodeId(1), NodeId(2), NodeId(4)],
             replicas: vec![NodeId(3)],
             w: 2,
+            ..AppliedMembership::default()
         }
     );
     // Restarted from its original configuration, it comes back demoted.
@@ -1130,6 +1235,7 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
         masters,
         replicas: vec![NodeId(4)],
         w: 2,
+        ..AppliedMembership::default()
     });
     r.handle_message(now, NodeId(2), older);
     assert_eq!(r.role(), locker_core::Role::Replica);

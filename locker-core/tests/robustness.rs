@@ -88,12 +88,18 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
         val().prop_map(Expect::ValueOrMissing)
     ];
     prop_oneof![
-        (op(), key(), expect).prop_map(|(op, key, expect)| Message::Prepare { op, key, expect }),
+        (op(), key(), expect).prop_map(|(op, key, expect)| Message::Prepare {
+            op,
+            epoch: 0,
+            key,
+            expect
+        }),
         (op(), key(), write).prop_map(|(op, key, write)| Message::Commit { op, key, write }),
         (op(), key()).prop_map(|(op, key)| Message::Abort { op, key }),
         (op(), key(), val(), tok(), dur()).prop_map(|(op, key, value, token, lease)| {
             Message::ExtendHeld {
                 op,
+                epoch: 0,
                 key,
                 value,
                 token,
@@ -102,11 +108,12 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
         }),
         (op(), key(), val(), tok()).prop_map(|(op, key, value, token)| Message::ReleaseHeld {
             op,
+            epoch: 0,
             key,
             value,
             token
         }),
-        (op(), key()).prop_map(|(op, key)| Message::Read { op, key }),
+        (op(), key()).prop_map(|(op, key)| Message::Read { op, epoch: 0, key }),
         (
             (key(), val(), tok(), 0u64..3, dur(), any::<bool>()),
             (0u64..2, 0u64..4, any::<bool>())

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use locker_core::{
+    Ballot, Members,
     Ack, AppliedMembership, ConfigError, EntryState, EntryView, Expect, Grant, InvalidRequest,
     Lease, Message, NodeId, OpError, OpId, Refusal, Replicated, Reply, Request, Response, Role,
     Summary, Time, Token, Write,
@@ -81,6 +82,7 @@ pub fn refusal() -> impl Strategy<Value = Refusal> {
         Just(Refusal::NotMaster),
         Just(Refusal::Invalid),
         Just(Refusal::Superseded),
+        Just(Refusal::OtherEpoch),
     ]
 }
 
@@ -93,19 +95,38 @@ pub fn ack() -> impl Strategy<Value = Ack> {
     ]
 }
 
+pub fn ballot() -> impl Strategy<Value = Ballot> {
+    (any::<u64>(), any::<u64>()).prop_map(|(round, node)| Ballot {
+        round,
+        node: NodeId(node),
+    })
+}
+
+pub fn members() -> impl Strategy<Value = Members> {
+    (nodes(), nodes(), any::<usize>()).prop_map(|(masters, replicas, w)| Members {
+        masters,
+        replicas,
+        w,
+    })
+}
+
 pub fn message() -> impl Strategy<Value = Message> {
     let op = || any::<u64>().prop_map(OpId);
     prop_oneof![
-        (op(), bytes(), expect()).prop_map(|(op, key, expect)| Message::Prepare {
-            op,
-            key,
-            expect
+        (op(), any::<u64>(), bytes(), expect()).prop_map(|(op, epoch, key, expect)| {
+            Message::Prepare {
+                op,
+                epoch,
+                key,
+                expect,
+            }
         }),
         (op(), bytes(), write()).prop_map(|(op, key, write)| Message::Commit { op, key, write }),
         (op(), bytes()).prop_map(|(op, key)| Message::Abort { op, key }),
         (op(), bytes(), bytes(), token(), duration()).prop_map(|(op, key, value, token, lease)| {
             Message::ExtendHeld {
                 op,
+                epoch: token.0 % 3,
                 key,
                 value,
                 token,
@@ -115,12 +136,13 @@ pub fn message() -> impl Strategy<Value = Message> {
         (op(), bytes(), bytes(), token()).prop_map(|(op, key, value, token)| {
             Message::ReleaseHeld {
                 op,
+                epoch: op.0 % 5,
                 key,
                 value,
                 token,
             }
         }),
-        (op(), bytes()).prop_map(|(op, key)| Message::Read { op, key }),
+        (op(), any::<u64>(), bytes()).prop_map(|(op, epoch, key)| Message::Read { op, epoch, key }),
         (
             op(),
             prop_oneof![ack().prop_map(Ok), refusal().prop_map(Err)]
@@ -144,14 +166,25 @@ pub fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>())
             .prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
         Just(Message::SyncRequest),
-        (any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
-            |(epoch, masters, replicas, w)| Message::Membership {
+        (any::<u64>(), ballot()).prop_map(|(epoch, ballot)| Message::MembershipPrepare { epoch, ballot }),
+        (any::<u64>(), ballot(), proptest::option::of((ballot(), members()))).prop_map(
+            |(epoch, ballot, accepted)| Message::MembershipPromise {
                 epoch,
-                masters,
-                replicas,
-                w
+                ballot,
+                accepted
             }
         ),
+        (any::<u64>(), ballot(), members()).prop_map(|(epoch, ballot, members)| {
+            Message::MembershipAccept {
+                epoch,
+                ballot,
+                members,
+            }
+        }),
+        (any::<u64>(), ballot())
+            .prop_map(|(epoch, ballot)| Message::MembershipAccepted { epoch, ballot }),
+        (any::<u64>(), ballot())
+            .prop_map(|(epoch, promised)| Message::MembershipNack { epoch, promised }),
         any::<u64>().prop_map(|epoch| Message::MembershipAck { epoch }),
         Just(Message::MembershipQuery),
         (any::<u64>(), any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
@@ -160,7 +193,9 @@ pub fn message() -> impl Strategy<Value = Message> {
                 origin: NodeId(origin),
                 masters,
                 replicas,
-                w
+                w,
+                promised: Ballot::default(),
+                accepted: None,
             })
         ),
     ]
