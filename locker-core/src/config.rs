@@ -80,6 +80,11 @@ pub struct Config {
     /// Accept a `w` that is not a majority. Mutual exclusion is then lost
     /// under partitions; only for experiments and checker validation.
     pub allow_unsafe_quorum: bool,
+    /// Masters vote whatever the coordinator's membership epoch, and keep
+    /// voting after accepting a change. Unsafe across membership changes
+    /// (an old quorum and a new one can both grant a key); only for
+    /// checker validation.
+    pub ignore_membership_epochs: bool,
     /// How long a master keeps a promise before dropping it.
     pub promise_timeout: Duration,
     /// How long a coordinator waits for the replies of one phase.
@@ -172,6 +177,7 @@ impl Config {
             replicas,
             w,
             allow_unsafe_quorum: false,
+            ignore_membership_epochs: false,
             promise_timeout: Duration::from_millis(500),
             rpc_timeout: Duration::from_millis(250),
             max_lease: Duration::from_secs(60),

@@ -727,3 +727,28 @@ impl Node {
         self.propose(now, p.request, p.goal, p.attempts_left, p.seen);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: u64, w: usize) -> Members {
+        Members {
+            masters: (1..=n).map(NodeId).collect(),
+            replicas: vec![],
+            w,
+        }
+    }
+
+    #[test]
+    fn a_step_must_keep_old_and_new_quorums_meeting() {
+        // Five masters with w = 3 to three with w = 2: {4, 5, 3} and {1, 2}
+        // are disjoint.
+        let e = check_step(&members(5, 3), &members(3, 2), false);
+        assert!(matches!(e, Err(ConfigError::StepTooLarge { .. })), "{e:?}");
+        assert!(check_step(&members(5, 3), &members(3, 2), true).is_ok());
+        assert!(check_step(&members(5, 3), &members(3, 3), false).is_ok());
+        assert!(check_step(&members(5, 3), &members(5, 4), false).is_ok());
+        assert!(check_step(&members(3, 2), &members(4, 3), false).is_ok());
+    }
+}

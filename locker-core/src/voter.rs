@@ -23,7 +23,10 @@ impl Node {
     /// side catch up. (A node that is no master answers `NotMaster` in the
     /// handler, whatever the epoch.)
     pub(crate) fn votes_in(&mut self, from: NodeId, op: OpId, epoch: u64) -> bool {
-        if self.role != Role::Master || self.membership.votes_in(epoch) {
+        if self.role != Role::Master
+            || self.membership.votes_in(epoch)
+            || self.config.ignore_membership_epochs
+        {
             return true;
         }
         self.answer(from, op, Err(Refusal::OtherEpoch));
