@@ -11,8 +11,8 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use locker_core::wire::{decode_frame, encode_frame, DEFAULT_MAX_FRAME};
 use locker_core::{
-    Ack, AppliedMembership, Ballot, Config, EntryState, Expect, Grant, Members, Message, Node, NodeId, OpId, Output,
-    Refusal, Replicated, Reply, Request, RequestId, Time, Token, Write,
+    Ack, AppliedMembership, Ballot, Config, EntryState, Expect, Grant, Members, Message, Node,
+    NodeId, OpId, Output, Refusal, Replicated, Reply, Request, RequestId, Time, Token, Write,
 };
 
 // ---------------------------------------------------------------- allocator
@@ -711,9 +711,10 @@ pub fn run_node_script(script: &NodeScript) {
                 w.known.insert(from);
                 let msg = message(m, &w.seen_ops, node.membership_epoch());
                 if let Message::MembershipAccept {
-                    members: Members {
-                        masters, replicas, ..
-                    },
+                    members:
+                        Members {
+                            masters, replicas, ..
+                        },
                     ..
                 }
                 | Message::MembershipState(AppliedMembership {

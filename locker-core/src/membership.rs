@@ -13,9 +13,11 @@
 //! the change only after it was chosen, never act beside a live old quorum.
 //!
 //! What the old epoch committed stays safe because every step keeps
-//! `w_old + w_new > old masters`: a master the change promotes is
-//! quarantined like a restarted one, so until the old leases have expired a
-//! new quorum lies among the old masters and meets every old commit quorum.
+//! `w_old + w_new > old masters`: a master the change promotes (or one that
+//! learns of several changes at once, and so may have been no master in
+//! between) is quarantined like a restarted one, so until the old leases
+//! have expired a new quorum lies among the old masters and meets every old
+//! commit quorum.
 //!
 //! Promises and accepted changes are persisted with the membership
 //! ([`Output::PersistMembership`](crate::Output::PersistMembership)) before
@@ -149,6 +151,10 @@ enum Stage {
 
 /// A chosen change, resent to the members that have not confirmed it.
 struct Announce {
+    /// The request answered once every member confirmed (or the resends ran
+    /// out: the change is in force either way, and a member that missed it
+    /// learns it on contact).
+    request: Option<RequestId>,
     epoch: u64,
     waiting: BTreeSet<NodeId>,
     sends_left: u32,
@@ -503,6 +509,16 @@ impl Node {
         // its own on the membership now in force.
         match p.goal {
             Goal::Finish => {}
+            goal if self.target(&goal) == Some(self.members_in_force()) => {
+                match &mut self.membership.announce {
+                    Some(a) => a.request = p.request,
+                    None => {
+                        if let Some(id) = p.request {
+                            self.reply(id, Ok(Response::Configured));
+                        }
+                    }
+                }
+            }
             goal => self.propose(now, p.request, goal, p.attempts_left + 1, p.seen),
         }
     }
@@ -536,7 +552,11 @@ impl Node {
         for &to in &waiting {
             self.send_membership_state(to);
         }
+        if waiting.is_empty() {
+            return;
+        }
         self.membership.announce = Some(Announce {
+            request: None,
             epoch,
             waiting,
             sends_left: ATTEMPTS - 1,
@@ -546,6 +566,10 @@ impl Node {
 
     fn apply_membership(&mut self, now: Time, state: AppliedMembership) {
         let before = self.role;
+        // A master that skipped an epoch may have been no master in it, and
+        // missed what that epoch's masters committed: it is quarantined as
+        // if it were promoted.
+        let skipped = state.epoch != self.membership.epoch + 1;
         let members = state.members();
         self.membership.epoch = state.epoch;
         self.membership.origin = state.origin;
@@ -558,7 +582,7 @@ impl Node {
             .as_ref()
             .is_some_and(|a| a.epoch < state.epoch)
         {
-            self.membership.announce = None;
+            self.announced();
         }
         self.config.masters = members.masters;
         self.config.replicas = members.replicas;
@@ -570,17 +594,16 @@ impl Node {
         self.promises = Promises::default();
         self.role = self.config.role();
         self.replication_roles_changed(now);
-        if self.role != before {
-            match self.role {
-                Role::Master => {
-                    self.recovering_until = Some(now + self.config.quarantine());
-                    self.observe_token(self.highest);
-                }
-                Role::Replica => {}
-                Role::Client => {
-                    self.store = Store::new(self.config.seed);
-                }
+        match self.role {
+            Role::Master if before != Role::Master || skipped => {
+                let until = now + self.config.quarantine();
+                self.recovering_until = Some(self.recovering_until.map_or(until, |t| t.max(until)));
+                self.observe_token(self.highest);
             }
+            Role::Client if before != Role::Client => {
+                self.store = Store::new(self.config.seed);
+            }
+            _ => {}
         }
     }
 
@@ -672,8 +695,16 @@ impl Node {
         if a.epoch == epoch {
             a.waiting.remove(&from);
             if a.waiting.is_empty() {
-                self.membership.announce = None;
+                self.announced();
             }
+        }
+    }
+
+    /// The announcement is over: every member confirmed, the resends ran
+    /// out, or a newer change followed.
+    fn announced(&mut self) {
+        if let Some(id) = self.membership.announce.take().and_then(|a| a.request) {
+            self.reply(id, Ok(Response::Configured));
         }
     }
 
@@ -681,7 +712,7 @@ impl Node {
         if let Some(a) = &mut self.membership.announce {
             if a.timer <= now {
                 if a.sends_left == 0 {
-                    self.membership.announce = None;
+                    self.announced();
                 } else {
                     a.sends_left -= 1;
                     a.timer = now + self.config.rpc_timeout;

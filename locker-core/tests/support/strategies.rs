@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use locker_core::{
-    Ballot, Members,
-    Ack, AppliedMembership, ConfigError, EntryState, EntryView, Expect, Grant, InvalidRequest,
-    Lease, Message, NodeId, OpError, OpId, Refusal, Replicated, Reply, Request, Response, Role,
-    Summary, Time, Token, Write,
+    Ack, AppliedMembership, Ballot, ConfigError, EntryState, EntryView, Expect, Grant,
+    InvalidRequest, Lease, Members, Message, NodeId, OpError, OpId, Refusal, Replicated, Reply,
+    Request, Response, Role, Summary, Time, Token, Write,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -166,14 +165,18 @@ pub fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>())
             .prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
         Just(Message::SyncRequest),
-        (any::<u64>(), ballot()).prop_map(|(epoch, ballot)| Message::MembershipPrepare { epoch, ballot }),
-        (any::<u64>(), ballot(), proptest::option::of((ballot(), members()))).prop_map(
-            |(epoch, ballot, accepted)| Message::MembershipPromise {
+        (any::<u64>(), ballot())
+            .prop_map(|(epoch, ballot)| Message::MembershipPrepare { epoch, ballot }),
+        (
+            any::<u64>(),
+            ballot(),
+            proptest::option::of((ballot(), members()))
+        )
+            .prop_map(|(epoch, ballot, accepted)| Message::MembershipPromise {
                 epoch,
                 ballot,
                 accepted
-            }
-        ),
+            }),
         (any::<u64>(), ballot(), members()).prop_map(|(epoch, ballot, members)| {
             Message::MembershipAccept {
                 epoch,
