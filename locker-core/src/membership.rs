@@ -239,10 +239,16 @@ impl Node {
     }
 
     fn start_membership(&mut self, now: Time, id: RequestId, goal: Goal) {
-        if self.membership.proposer.is_some() {
-            return self.reply(id, Err(OpError::Invalid(InvalidRequest::AdminBusy)));
-        }
-        self.propose(now, Some(id), goal, ATTEMPTS, Ballot::default());
+        let after = match &self.membership.proposer {
+            Some(p) if p.request.is_some() => {
+                return self.reply(id, Err(OpError::Invalid(InvalidRequest::AdminBusy)));
+            }
+            // A proposer that only finishes an accepted change gives way:
+            // the new one finishes that change first anyway (Paxos).
+            Some(p) => p.seen,
+            None => Ballot::default(),
+        };
+        self.propose(now, Some(id), goal, ATTEMPTS, after);
     }
 
     fn target(&self, goal: &Goal) -> Option<Members> {
