@@ -301,7 +301,7 @@ pub enum MsgIn {
     /// in-order, late and gap batches all occur.
     Replicate(u8, u8, bool, Vec<(KeyIn, EntryIn, bool)>),
     /// `Message::ReplicateMark`.
-    ReplicateMark(u8, u8),
+    ReplicateMark(u8, u8, u8),
     /// `Message::SyncRequest`.
     SyncRequest,
     /// `Message::MembershipPrepare`: epoch near the node's, ballot.
@@ -493,9 +493,10 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
                 })
                 .collect(),
         },
-        MsgIn::ReplicateMark(stream, sent) => Message::ReplicateMark {
+        MsgIn::ReplicateMark(stream, sent, d) => Message::ReplicateMark {
             stream: *stream as u64 % 3,
             sent: *sent as u64,
+            epoch: epoch_near(current, *d),
         },
         MsgIn::SyncRequest => Message::SyncRequest,
         MsgIn::MembershipPrepare(d, round, node) => Message::MembershipPrepare {
@@ -517,6 +518,7 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
         MsgIn::MembershipAccepted(d, round, node) => Message::MembershipAccepted {
             epoch: epoch_near(current, *d),
             ballot: ballot(*round, *node),
+            highest: Token(*round as u64 * 16),
         },
         MsgIn::MembershipNack(d, round, node) => Message::MembershipNack {
             epoch: epoch_near(current, *d),
@@ -533,6 +535,7 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
                 masters: node_list(m),
                 replicas: node_list(r),
                 w: *w as usize,
+                highest: Token(*epoch as u64 * 16),
                 promised: Ballot::default(),
                 accepted: None,
             })

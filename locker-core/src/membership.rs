@@ -30,7 +30,7 @@ use crate::config::{validate_members, ConfigError, NodeId, Role};
 use crate::message::Message;
 use crate::node::Node;
 use crate::promise::Promises;
-use crate::request::{InvalidRequest, OpError, RequestId, Response};
+use crate::request::{InvalidRequest, OpError, RequestId, Response, Token};
 use crate::store::Store;
 use crate::time::{micros, Time};
 
@@ -73,6 +73,12 @@ pub struct AppliedMembership {
     pub replicas: Vec<NodeId>,
     /// Write quorum.
     pub w: usize,
+    /// At least every token issued before this epoch: the highest token
+    /// reported by the majority that chose it (which voted in the old
+    /// epoch no more). A node applying the change raises its own to it, so
+    /// that tokens keep increasing when every master that saw a token has
+    /// left.
+    pub highest: Token,
     /// The highest ballot this node promised for epoch `epoch + 1`.
     pub promised: Ballot,
     /// The change this node accepted for epoch `epoch + 1`, if any.
@@ -103,6 +109,8 @@ const ATTEMPTS: u32 = 10;
 pub(crate) struct Membership {
     pub(crate) epoch: u64,
     origin: NodeId,
+    /// The token floor of the membership in force.
+    floor: Token,
     promised: Ballot,
     /// While set, this master votes for no operation (see the module doc).
     pub(crate) accepted: Option<(Ballot, Members)>,
@@ -146,6 +154,8 @@ enum Stage {
     Accept {
         members: Members,
         accepted: BTreeSet<NodeId>,
+        /// The highest token the masters that accepted reported.
+        highest: Token,
     },
 }
 
@@ -210,6 +220,7 @@ impl Node {
             masters: self.config.masters.clone(),
             replicas: self.config.replicas.clone(),
             w: self.config.w,
+            highest: self.membership.floor,
             promised: self.membership.promised,
             accepted: self.membership.accepted.clone(),
         }
@@ -392,7 +403,15 @@ impl Node {
             let wait = self.config.rpc_timeout * 4;
             self.membership.finish_at = Some(now + wait + self.membership_jitter());
         }
-        self.send(from, Message::MembershipAccepted { epoch, ballot });
+        let highest = self.highest;
+        self.send(
+            from,
+            Message::MembershipAccepted {
+                epoch,
+                ballot,
+                highest,
+            },
+        );
     }
 
     pub(crate) fn on_membership_promise(
@@ -447,6 +466,7 @@ impl Node {
         p.stage = Stage::Accept {
             members: members.clone(),
             accepted: BTreeSet::new(),
+            highest: Token(0),
         };
         p.timer = timer;
         for i in 0..self.config.masters.len() {
@@ -479,6 +499,7 @@ impl Node {
         from: NodeId,
         epoch: u64,
         ballot: Ballot,
+        reported: Token,
     ) {
         let majority = self.majority_of_masters();
         if !self.config.masters.contains(&from) {
@@ -487,17 +508,23 @@ impl Node {
         let Some(p) = &mut self.membership.proposer else {
             return;
         };
-        let Stage::Accept { members, accepted } = &mut p.stage else {
+        let Stage::Accept {
+            members,
+            accepted,
+            highest,
+        } = &mut p.stage
+        else {
             return;
         };
         if p.epoch != epoch || p.ballot != ballot {
             return;
         }
         accepted.insert(from);
+        *highest = (*highest).max(reported);
         if accepted.len() < majority {
             return;
         }
-        let members = members.clone();
+        let (members, highest) = (members.clone(), *highest);
         let Some(p) = self.membership.proposer.take() else {
             return;
         };
@@ -507,6 +534,7 @@ impl Node {
             masters: members.masters,
             replicas: members.replicas,
             w: members.w,
+            highest,
             promised: Ballot::default(),
             accepted: None,
         };
@@ -579,6 +607,7 @@ impl Node {
         let members = state.members();
         self.membership.epoch = state.epoch;
         self.membership.origin = state.origin;
+        self.membership.floor = state.highest;
         self.membership.promised = Ballot::default();
         self.membership.accepted = None;
         self.membership.finish_at = None;
@@ -599,6 +628,7 @@ impl Node {
         // Promises of the old epoch must not let its operations commit.
         self.promises = Promises::default();
         self.role = self.config.role();
+        self.observe_token(state.highest);
         self.replication_roles_changed(now);
         match self.role {
             Role::Master if before != Role::Master || skipped => {
@@ -637,6 +667,8 @@ impl Node {
     pub(crate) fn resume_membership(&mut self, applied: &AppliedMembership, now: Time) {
         self.membership.epoch = applied.epoch;
         self.membership.origin = applied.origin;
+        self.membership.floor = applied.highest;
+        self.observe_token(applied.highest);
         self.membership.promised = applied.promised;
         self.membership.accepted.clone_from(&applied.accepted);
         if self.membership.accepted.is_some() {
@@ -646,7 +678,8 @@ impl Node {
     }
 
     pub(crate) fn on_membership_query(&mut self, from: NodeId) {
-        if self.membership.epoch == 0 || from == self.config.id {
+        // Answered at epoch 0 too: if the asker is newer, it sends its own.
+        if from == self.config.id {
             return;
         }
         self.send_membership_state(from);

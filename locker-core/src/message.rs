@@ -243,6 +243,9 @@ pub enum Message {
         stream: u64,
         /// Batches sent so far to this replica (the next `seq`).
         sent: u64,
+        /// The master's membership epoch: a replica that missed a change
+        /// (it was down while the change was announced) learns of it here.
+        epoch: u64,
     },
     /// A replica that starts empty, or that missed part of a master's
     /// stream, asks that master for a snapshot.
@@ -274,12 +277,15 @@ pub enum Message {
         /// The proposed members and quorum.
         members: Members,
     },
-    /// A master accepted `ballot`'s change for `epoch`.
+    /// A master accepted `ballot`'s change for `epoch`; it votes in the
+    /// old epoch no more, so `highest` bounds every token it helped issue.
     MembershipAccepted {
         /// The epoch being chosen.
         epoch: u64,
         /// The accepted ballot.
         ballot: Ballot,
+        /// The highest token the master has seen.
+        highest: Token,
     },
     /// A master has promised a higher ballot than the proposer's.
     MembershipNack {

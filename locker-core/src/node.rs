@@ -358,7 +358,11 @@ impl Node {
                 snapshot,
                 entries,
             } => self.on_replicate(now, from, stream, seq, snapshot, entries),
-            Message::ReplicateMark { stream, sent } => self.on_mark(now, from, stream, sent),
+            Message::ReplicateMark {
+                stream,
+                sent,
+                epoch,
+            } => self.on_mark(now, from, stream, sent, epoch),
             Message::SyncRequest => self.on_sync_request(now, from),
             Message::MembershipPrepare { epoch, ballot } => {
                 self.on_membership_prepare(from, epoch, ballot)
@@ -373,9 +377,11 @@ impl Node {
                 ballot,
                 members,
             } => self.on_membership_accept(now, from, epoch, ballot, members),
-            Message::MembershipAccepted { epoch, ballot } => {
-                self.on_membership_accepted(now, from, epoch, ballot)
-            }
+            Message::MembershipAccepted {
+                epoch,
+                ballot,
+                highest,
+            } => self.on_membership_accepted(now, from, epoch, ballot, highest),
             Message::MembershipNack { epoch, promised } => self.on_membership_nack(epoch, promised),
             Message::MembershipAck { epoch } => self.on_membership_ack(from, epoch),
             Message::MembershipQuery => self.on_membership_query(from),

@@ -196,7 +196,15 @@ impl Node {
             for i in 0..self.config.replicas.len() {
                 let to = self.config.replicas[i];
                 let sent = self.replication.sent.get(&to).copied().unwrap_or(0);
-                self.send(to, Message::ReplicateMark { stream, sent });
+                let epoch = self.membership.epoch;
+                self.send(
+                    to,
+                    Message::ReplicateMark {
+                        stream,
+                        sent,
+                        epoch,
+                    },
+                );
             }
         }
         if self.replication.next_push.is_none_or(|t| t > now) {
@@ -287,7 +295,10 @@ impl Node {
         self.send_batches(&[from], entries, true);
     }
 
-    pub(crate) fn on_mark(&mut self, now: Time, from: NodeId, stream: u64, sent: u64) {
+    pub(crate) fn on_mark(&mut self, now: Time, from: NodeId, stream: u64, sent: u64, epoch: u64) {
+        if epoch > self.membership.epoch {
+            self.send(from, Message::MembershipQuery);
+        }
         if self.role != Role::Replica || !self.config.masters.contains(&from) {
             return;
         }

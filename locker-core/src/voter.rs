@@ -23,6 +23,11 @@ impl Node {
     /// side catch up. (A node that is no master answers `NotMaster` in the
     /// handler, whatever the epoch.)
     pub(crate) fn votes_in(&mut self, from: NodeId, op: OpId, epoch: u64) -> bool {
+        if self.role != Role::Master && epoch > self.membership.epoch {
+            // Perhaps a master there: ask (a node that restarted without its
+            // persisted membership starts at epoch 0).
+            self.send(from, Message::MembershipQuery);
+        }
         if self.role != Role::Master
             || self.membership.votes_in(epoch)
             || self.config.ignore_membership_epochs

@@ -194,7 +194,11 @@ fn write_wire_decode_seeds() {
                 deleted: false,
             }],
         },
-        Message::ReplicateMark { stream: 7, sent: 1 },
+        Message::ReplicateMark {
+            stream: 7,
+            sent: 1,
+            epoch: 0,
+        },
         Message::SyncRequest,
         Message::MembershipPrepare {
             epoch: 1,
@@ -229,6 +233,7 @@ fn write_wire_decode_seeds() {
                 round: 1,
                 node: NodeId(2),
             },
+            highest: Token(7),
         },
         Message::MembershipNack {
             epoch: 1,
@@ -245,6 +250,7 @@ fn write_wire_decode_seeds() {
             masters: vec![NodeId(1), NodeId(2), NodeId(3)],
             replicas: vec![NodeId(4)],
             w: 2,
+            highest: Token(7),
             promised: Ballot::default(),
             accepted: None,
         }),

@@ -10,7 +10,7 @@ use support::*;
 /// Masters 1..=5, replica 6; master 5 and replica 6 swap roles. Masters 4
 /// and 5 are cut off from 1, 2, 6 and 8, and the client-only node 9 from 1,
 /// 2, 6 and 8, so 4, 5 and 9 never hear of the change directly; master 3
-/// talks to everyone. Once 6 is out of its quarantine, node 9 (old epoch)
+/// talks to everyone but 5. Once 6 is out of its quarantine, node 9 (old epoch)
 /// and then master 1 (new epoch) try to lock `k`. Returns whether each got
 /// it.
 fn swap_with_stale_members(tweak: impl FnMut(&mut Config)) -> (bool, bool) {
@@ -20,6 +20,8 @@ fn swap_with_stale_members(tweak: impl FnMut(&mut Config)) -> (bool, bool) {
             c.partition(stale, fresh);
         }
     }
+    // Master 3 would tell replica 5 of the change with its replication marks.
+    c.partition(3, 5);
     assert_eq!(
         c.set_nodes(1, &[1, 2, 3, 4, 6], &[5]),
         Ok(Response::Configured)

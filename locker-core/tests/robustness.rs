@@ -137,7 +137,11 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
                     }
                 }
             ),
-        (0u64..2, 0u64..4).prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
+        (0u64..2, 0u64..4).prop_map(|(stream, sent)| Message::ReplicateMark {
+            stream,
+            sent,
+            epoch: 0,
+        }),
         Just(Message::SyncRequest),
     ]
 }

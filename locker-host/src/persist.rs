@@ -19,15 +19,18 @@ pub(crate) fn write_ceiling(dir: &Path, token: Token) -> std::io::Result<()> {
     replace(dir, CEILING, &format!("{}\n", token.0))
 }
 
-/// The persisted membership, if any: `epoch origin w`, then the masters'
+/// The persisted membership, if any: `epoch origin w highest`, then the masters'
 /// ids, then the replicas' ids, one line each; then this node's vote on the
 /// next epoch: `round node` of the promised ballot, and, if it accepted a
 /// change, `round node w` of its ballot, its masters and its replicas.
 pub(crate) fn read_membership(dir: &Path) -> Option<AppliedMembership> {
     let text = std::fs::read_to_string(dir.join(MEMBERSHIP)).ok()?;
     let mut lines = text.lines();
-    let [epoch, origin, w] = numbers(lines.next()?)?[..] else {
-        return None;
+    // Files written before token floors have three numbers.
+    let (epoch, origin, w, highest) = match numbers(lines.next()?)?[..] {
+        [epoch, origin, w] => (epoch, origin, w, 0),
+        [epoch, origin, w, highest] => (epoch, origin, w, highest),
+        _ => return None,
     };
     let masters = ids(lines.next())?;
     let replicas = ids(lines.next())?;
@@ -54,6 +57,7 @@ pub(crate) fn read_membership(dir: &Path) -> Option<AppliedMembership> {
         epoch,
         origin: NodeId(origin),
         w: usize::try_from(w).ok()?,
+        highest: Token(highest),
         masters,
         replicas,
         promised,
@@ -63,10 +67,11 @@ pub(crate) fn read_membership(dir: &Path) -> Option<AppliedMembership> {
 
 pub(crate) fn write_membership(dir: &Path, m: &AppliedMembership) -> std::io::Result<()> {
     let mut text = format!(
-        "{} {} {}\n{}\n{}\n{} {}\n",
+        "{} {} {} {}\n{}\n{}\n{} {}\n",
         m.epoch,
         m.origin.0,
         m.w,
+        m.highest.0,
         id_line(&m.masters),
         id_line(&m.replicas),
         m.promised.round,
@@ -138,6 +143,7 @@ mod tests {
             masters: vec![NodeId(1), NodeId(2), NodeId(4)],
             replicas: vec![],
             w: 2,
+            highest: Token(99),
             promised: Ballot::default(),
             accepted: None,
         };

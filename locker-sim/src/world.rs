@@ -180,7 +180,17 @@ impl World {
         let net = Network::new(n, opts.faults, &mut rng);
         let quarantine = procs[0].config.quarantine().as_micros() as u64;
         let quiet_at = secs(opts.sim_secs);
+        // A membership change proposed before the quiet phase may still be
+        // chosen in its first seconds (the administrator's retries, or a
+        // master finishing an accepted change once the network heals), and
+        // a master it promotes is quarantined from then on.
+        let late_change = if opts.admin || opts.admin_nodes {
+            8_000_000
+        } else {
+            0
+        };
         let probe_at = quiet_at
+            + late_change
             + (quarantine as f64 * (1.0 + drift.max(opts.max_drift)) * 1.05) as u64
             + 1_000_000;
         let end_at = probe_at + 6_000_000;

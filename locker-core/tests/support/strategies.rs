@@ -162,8 +162,11 @@ pub fn message() -> impl Strategy<Value = Message> {
             snapshot,
             entries
         }),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(stream, sent)| Message::ReplicateMark { stream, sent }),
+        (any::<u64>(), any::<u64>()).prop_map(|(stream, sent)| Message::ReplicateMark {
+            stream,
+            sent,
+            epoch: sent % 4,
+        }),
         Just(Message::SyncRequest),
         (any::<u64>(), ballot())
             .prop_map(|(epoch, ballot)| Message::MembershipPrepare { epoch, ballot }),
@@ -184,8 +187,13 @@ pub fn message() -> impl Strategy<Value = Message> {
                 members,
             }
         }),
-        (any::<u64>(), ballot())
-            .prop_map(|(epoch, ballot)| Message::MembershipAccepted { epoch, ballot }),
+        (any::<u64>(), ballot(), token()).prop_map(|(epoch, ballot, highest)| {
+            Message::MembershipAccepted {
+                epoch,
+                ballot,
+                highest,
+            }
+        }),
         (any::<u64>(), ballot())
             .prop_map(|(epoch, promised)| Message::MembershipNack { epoch, promised }),
         any::<u64>().prop_map(|epoch| Message::MembershipAck { epoch }),
@@ -197,6 +205,7 @@ pub fn message() -> impl Strategy<Value = Message> {
                 masters,
                 replicas,
                 w,
+                highest: Token(epoch),
                 promised: Ballot::default(),
                 accepted: None,
             })
