@@ -189,7 +189,9 @@ pub(crate) struct Op {
 
 #[derive(Default)]
 pub(crate) struct Coordinator {
-    ops: BTreeMap<OpId, Op>,
+    /// Boxed: an `Op` is a few hundred bytes, and every reply takes it out
+    /// and puts it back, which moved whole B-tree nodes of them.
+    ops: BTreeMap<OpId, Box<Op>>,
     /// Finished attempts, kept for one rpc timeout so that a promise granted
     /// too late is released at once instead of blocking its key.
     retired: BTreeMap<OpId, Vec<u8>>,
@@ -207,13 +209,13 @@ impl Coordinator {
 
     fn insert(&mut self, id: OpId, op: Op) {
         self.timers.insert((op.timer, id));
-        self.ops.insert(id, op);
+        self.ops.insert(id, Box::new(op));
     }
 
     fn take(&mut self, id: OpId) -> Option<Op> {
         let op = self.ops.remove(&id)?;
         self.timers.remove(&(op.timer, id));
-        Some(op)
+        Some(*op)
     }
 
     fn retire(&mut self, id: OpId, key: Vec<u8>, until: Time) {
@@ -719,9 +721,10 @@ impl Node {
             if self.coordinator.retired.remove(&id).is_some() {
                 continue;
             }
-            let Some(mut op) = self.coordinator.ops.remove(&id) else {
+            let Some(op) = self.coordinator.ops.remove(&id) else {
                 continue;
             };
+            let mut op = *op;
             match &mut op.phase {
                 Phase::Backoff => self.begin_attempt(now, id, op),
                 Phase::Prepare { .. } | Phase::Round { .. } => self.fail_attempt(now, id, op),
