@@ -208,9 +208,13 @@ pub async fn no_quorum_when_a_majority_is_down<R: Runtime>(runtime: R, place: Pl
         let h = client.lock("k", "a", Duration::from_secs(2)).await.unwrap();
         c.kill(1);
         c.kill(2);
-        assert_eq!(
-            refused(client.lock("k2", "a", Duration::from_secs(2)).await),
-            OpError::NoQuorum
+        // A killed node's tasks stop at their next await: one of them may
+        // still grant and apply the first attempt, whose acknowledgement
+        // is then lost, which reads as `unconfirmed`; never as locked.
+        let refusal = refused(client.lock("k2", "a", Duration::from_secs(2)).await);
+        assert!(
+            matches!(refusal, OpError::NoQuorum | OpError::Unconfirmed { .. }),
+            "{refusal:?}"
         );
         assert!(client
             .extend("k", "a", Duration::from_secs(2), Some(h.token))
