@@ -280,6 +280,9 @@ pub enum OutcomeIn {
     Refused(u8),
 }
 
+/// A change a master accepted: ballot round and node, masters, replicas, w.
+pub type AcceptedIn = (u8, u8, Vec<u8>, Vec<u8>, u8);
+
 /// A message from a peer.
 #[derive(Arbitrary, Debug, Clone)]
 pub enum MsgIn {
@@ -307,7 +310,7 @@ pub enum MsgIn {
     /// `Message::MembershipPrepare`: epoch near the node's, ballot.
     MembershipPrepare(u8, u8, u8),
     /// `Message::MembershipPromise`.
-    MembershipPromise(u8, u8, u8, Option<(u8, u8, Vec<u8>, Vec<u8>, u8)>),
+    MembershipPromise(u8, u8, u8, Option<AcceptedIn>),
     /// `Message::MembershipAccept`.
     MembershipAccept(u8, u8, u8, Vec<u8>, Vec<u8>, u8),
     /// `Message::MembershipAccepted`.
