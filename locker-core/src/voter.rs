@@ -324,8 +324,14 @@ impl Node {
                     Err(Refusal::Mismatch)
                 }
             }
-            // Released: never resurrect it.
-            Some(r) if r.deleted && r.token == token => Err(Refusal::Missing),
+            // No record: install it (this master missed the tenure), but
+            // only a token above every one seen here. A master that has seen
+            // a later token may have held a later tenure of the key, now
+            // expired and forgotten: a holder whose lease expired everywhere
+            // would take the key back with its old token. Every later tenure
+            // of the key was committed by `w` masters that saw its token, so
+            // an old holder gets at most `n - w` installs.
+            _ if token <= self.highest => Err(Refusal::Missing),
             _ => {
                 // Installing under another op's promise would be overwritten
                 // by that op's commit; let it finish first.

@@ -1240,3 +1240,17 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
     r.handle_message(now, NodeId(2), older);
     assert_eq!(r.role(), locker_core::Role::Replica);
 }
+
+/// A holder whose lease expired everywhere, after another tenure of the
+/// key came and went, extends with its old token.
+#[test]
+fn an_expired_holder_cannot_take_the_key_back_by_extending() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[8, 9], |_| {});
+    let a = c.locked(9, "k", "v", secs(1));
+    c.run_for(secs(3));
+    let b = c.locked(8, "k", "w", secs(1));
+    assert!(b.token > a.token);
+    c.run_for(secs(3));
+    let r = c.extend(9, "k", "v", secs(10), Some(a.token));
+    assert!(r.is_err(), "the old tenure came back: {r:?}");
+}
