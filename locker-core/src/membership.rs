@@ -400,8 +400,7 @@ impl Node {
         // known: operations it granted in the old epoch cannot commit here.
         self.promises = Promises::default();
         if first {
-            let wait = self.config.rpc_timeout * 4;
-            self.membership.finish_at = Some(now + wait + self.membership_jitter());
+            self.schedule_finish(now);
         }
         let highest = self.highest;
         self.send(
@@ -480,17 +479,21 @@ impl Node {
         }
     }
 
-    /// A finishing proposer found that no change was chosen: this node's
-    /// accepted change may be dropped only if a later ballot could not have
-    /// chosen it, which the majority's promises just showed.
+    /// A proposer gave up while this node holds an accepted change: the
+    /// vote is kept (Paxos forbids forgetting it), and a later finishing
+    /// round proposes it again under a higher ballot, rather than block
+    /// votes forever.
     fn abandon_accepted(&mut self, now: Time) {
         if self.membership.accepted.is_some() {
-            // Keep the vote (a proposer may still finish it), but try again
-            // later rather than block votes forever: the next finishing
-            // round proposes it under a higher ballot.
-            let wait = self.config.rpc_timeout * 4;
-            self.membership.finish_at = Some(now + wait + self.membership_jitter());
+            self.schedule_finish(now);
         }
+    }
+
+    /// When this master, holding an accepted change of unknown fate, is to
+    /// propose itself to finish it.
+    fn schedule_finish(&mut self, now: Time) {
+        let wait = self.config.rpc_timeout * 4;
+        self.membership.finish_at = Some(now + wait + self.membership_jitter());
     }
 
     pub(crate) fn on_membership_accepted(
@@ -712,9 +715,8 @@ impl Node {
         }
         let epoch = state.epoch;
         if epoch > self.membership.epoch {
-            let mut state = state;
-            state.promised = Ballot::default();
-            state.accepted = None;
+            // `apply_membership` starts this node's vote on the next epoch
+            // afresh; the sender's own vote in `state` is never read.
             self.apply_membership(now, state);
             self.rebase_proposer(now);
         } else if epoch < self.membership.epoch {
