@@ -552,7 +552,9 @@ const REFUSALS: [Refusal; 10] = [
     Refusal::Missing,
     Refusal::Busy,
     Refusal::OtherEpoch,
-    Refusal::Recovering,
+    Refusal::Recovering {
+        remaining: Duration::from_millis(1500),
+    },
     Refusal::NoPromise,
     Refusal::NotMaster,
     Refusal::Invalid,

@@ -196,6 +196,10 @@ pub(crate) struct Coordinator {
     /// too late is released at once instead of blocking its key.
     retired: BTreeMap<OpId, Vec<u8>>,
     timers: BTreeSet<(Time, OpId)>,
+    /// Masters that said they are in quarantine, until when (on this clock).
+    /// Attempts count them as refusing instead of asking them: a restarted
+    /// master would refuse every attempt of its quarantine.
+    recovering: BTreeMap<NodeId, Time>,
 }
 
 impl Coordinator {
@@ -302,10 +306,30 @@ impl Node {
             }
         };
         op.timer = now + self.config.rpc_timeout;
-        self.coordinator.insert(id, op);
+        let mut skipped = false;
         for i in 0..self.config.masters.len() {
             let to = self.config.masters[i];
-            self.send(to, msg.clone());
+            match self.coordinator.recovering.get(&to) {
+                Some(&until) if until > now => {
+                    let refusal = Refusal::Recovering {
+                        remaining: until - now,
+                    };
+                    if let Phase::Prepare { votes, .. } | Phase::Round { votes, .. } = &mut op.phase {
+                        votes.push((to, Err(refusal)));
+                    }
+                    skipped = true;
+                }
+                Some(_) => {
+                    self.coordinator.recovering.remove(&to);
+                    self.send(to, msg.clone());
+                }
+                None => self.send(to, msg.clone()),
+            }
+        }
+        if skipped {
+            self.evaluate(now, id, op);
+        } else {
+            self.coordinator.insert(id, op);
         }
     }
 
@@ -323,6 +347,12 @@ impl Node {
                 self.send(from, Message::Abort { op: id, key });
             }
             return;
+        }
+        if let Err(Refusal::Recovering { remaining }) = outcome {
+            // Bounded by our own quarantine: a confused master cannot make
+            // us skip it for longer than any quarantine lasts.
+            let until = now + remaining.min(self.config.quarantine());
+            self.coordinator.recovering.insert(from, until);
         }
         let Some(mut op) = self.coordinator.take(id) else {
             return;
@@ -704,7 +734,10 @@ impl Node {
         // not_owner or not_found.
         let error = if held > 0 {
             OpError::Held
-        } else if count(Refusal::Recovering) > 0 {
+        } else if votes
+            .iter()
+            .any(|(_, o)| matches!(o, Err(Refusal::Recovering { .. })))
+        {
             OpError::Recovering
         } else {
             OpError::NoQuorum

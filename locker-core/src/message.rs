@@ -108,8 +108,12 @@ pub enum Refusal {
     Missing,
     /// Another operation holds a live promise on the key.
     Busy,
-    /// The master is in its post-restart quarantine.
-    Recovering,
+    /// The master is in its post-restart quarantine, for `remaining` more
+    /// on its clock: a coordinator skips it until then.
+    Recovering {
+        /// Time left of the quarantine.
+        remaining: Duration,
+    },
     /// The commit's promise is unknown or expired; nothing was written.
     NoPromise,
     /// The receiver is not a master.

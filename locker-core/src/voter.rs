@@ -47,8 +47,10 @@ impl Node {
     fn cannot_vote(&self, now: Time, key: &[u8], value: Option<&[u8]>) -> Option<Refusal> {
         if self.role != Role::Master {
             Some(Refusal::NotMaster)
-        } else if self.is_recovering(now) {
-            Some(Refusal::Recovering)
+        } else if let Some(until) = self.recovering_until.filter(|&t| now < t) {
+            Some(Refusal::Recovering {
+                remaining: until - now,
+            })
         } else if key.is_empty()
             || key.len() > self.config.max_key_len
             || value.is_some_and(|v| v.len() > self.config.max_value_len)

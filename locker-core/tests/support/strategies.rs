@@ -76,7 +76,9 @@ pub fn refusal() -> impl Strategy<Value = Refusal> {
         Just(Refusal::Mismatch),
         Just(Refusal::Missing),
         Just(Refusal::Busy),
-        Just(Refusal::Recovering),
+        (0u64..20_000_000).prop_map(|us| Refusal::Recovering {
+            remaining: Duration::from_micros(us)
+        }),
         Just(Refusal::NoPromise),
         Just(Refusal::NotMaster),
         Just(Refusal::Invalid),
