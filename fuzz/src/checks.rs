@@ -287,7 +287,7 @@ pub type AcceptedIn = (u8, u8, Vec<u8>, Vec<u8>, u8);
 #[derive(Arbitrary, Debug, Clone)]
 pub enum MsgIn {
     /// `Message::Prepare`, with an epoch near the node's.
-    Prepare(OpIn, u8, KeyIn, ExpectIn),
+    Prepare(OpIn, u8, KeyIn, ExpectIn, bool),
     /// `Message::Commit`.
     Commit(OpIn, KeyIn, WriteIn),
     /// `Message::Abort`.
@@ -323,6 +323,8 @@ pub enum MsgIn {
     MembershipQuery,
     /// `Message::MembershipState`.
     MembershipState(u8, u8, Vec<u8>, Vec<u8>, u8),
+    /// `Message::Freed`.
+    Freed(KeyIn),
 }
 
 /// A client request.
@@ -415,7 +417,8 @@ fn members(m: &[u8], r: &[u8], w: u8) -> Members {
 
 fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
     match m {
-        MsgIn::Prepare(o, d, k, e) => Message::Prepare {
+        MsgIn::Prepare(o, d, k, e, watch) => Message::Prepare {
+            watch: *watch,
             op: op(*o, seen),
             epoch: epoch_near(current, *d),
             key: k.bytes(),
@@ -531,6 +534,7 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
             epoch: *epoch as u64,
         },
         MsgIn::MembershipQuery => Message::MembershipQuery,
+        MsgIn::Freed(k) => Message::Freed { key: k.bytes() },
         MsgIn::MembershipState(epoch, origin, m, r, w) => {
             Message::MembershipState(AppliedMembership {
                 epoch: *epoch as u64,

@@ -34,6 +34,7 @@ fn main() {
                 epoch: 0,
                 key: key.clone(),
                 expect: Expect::Absent,
+                watch: false,
             };
             master.handle_message(now, coordinator, prepare);
             let write = Write::Create {

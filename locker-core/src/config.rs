@@ -40,6 +40,11 @@ pub struct RetryPolicy {
     pub initial: Duration,
     /// Cap on any backoff.
     pub max: Duration,
+    /// How often a waiting lock asks again while the key is held at so many
+    /// masters that it cannot succeed. Those masters tell it as soon as the
+    /// key is free ([`Message::Freed`](crate::Message::Freed)), so this
+    /// only bounds the wait when that news is lost.
+    pub held_poll: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -47,6 +52,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             initial: Duration::from_millis(2),
             max: Duration::from_millis(100),
+            held_poll: Duration::from_secs(1),
         }
     }
 }

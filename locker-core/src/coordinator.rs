@@ -59,14 +59,15 @@ impl OpKind {
     }
 
     /// The first message of an attempt, in the coordinator's membership
-    /// `epoch`.
-    fn opening(&self, op: OpId, epoch: u64) -> Message {
+    /// `epoch`; a lock that may still wait asks to `watch` a held key.
+    fn opening(&self, op: OpId, epoch: u64, watch: bool) -> Message {
         let key = self.key().to_vec();
         let prepare = |expect| Message::Prepare {
             op,
             epoch,
             key: key.clone(),
             expect,
+            watch,
         };
         match self {
             OpKind::Lock { .. } => prepare(Expect::Absent),
@@ -185,6 +186,9 @@ pub(crate) struct Op {
     failure: OpError,
     /// An earlier one-round attempt was applied by some masters.
     partly_applied: bool,
+    /// Backing off because the key is held at more than `n - w` masters,
+    /// which watch it for us: a [`Message::Freed`] ends the backoff.
+    watching: bool,
 }
 
 #[derive(Default)]
@@ -287,13 +291,17 @@ impl Node {
             timer: now,
             failure: OpError::NoQuorum,
             partly_applied: false,
+            watching: false,
         };
         let id = self.new_op_id();
         self.begin_attempt(now, id, op);
     }
 
     fn begin_attempt(&mut self, now: Time, id: OpId, mut op: Op) {
-        let msg = op.kind.opening(id, self.membership.epoch);
+        op.watching = false;
+        let msg = op
+            .kind
+            .opening(id, self.membership.epoch, op.deadline > now);
         op.phase = if op.kind.is_two_phase() {
             Phase::Prepare {
                 started: now,
@@ -314,7 +322,8 @@ impl Node {
                     let refusal = Refusal::Recovering {
                         remaining: until - now,
                     };
-                    if let Phase::Prepare { votes, .. } | Phase::Round { votes, .. } = &mut op.phase {
+                    if let Phase::Prepare { votes, .. } | Phase::Round { votes, .. } = &mut op.phase
+                    {
                         votes.push((to, Err(refusal)));
                     }
                     skipped = true;
@@ -643,6 +652,20 @@ impl Node {
         }
         let until = now + self.config.rpc_timeout;
         self.coordinator.retire(id, op.kind.key().to_vec(), until);
+        if self.held_at_a_blocking_set(&op) && op.deadline > now {
+            // No attempt can succeed before one of the masters that refused
+            // frees the key, and each of them will say so: wait for that,
+            // asking again now and then in case the news is lost.
+            let poll = self.config.retry.held_poll;
+            let poll = poll / 2 + Duration::from_micros(self.rng.up_to(micros(poll / 2)));
+            op.failure = error;
+            op.phase = Phase::Backoff;
+            op.watching = true;
+            op.timer = (now + poll).min(op.deadline);
+            let next = self.new_op_id();
+            self.coordinator.insert(next, op);
+            return;
+        }
         let backoff = self.backoff(op.attempt);
         if now + backoff > op.deadline {
             // An attempt that heard nothing says less than an earlier one
@@ -667,6 +690,44 @@ impl Node {
         op.timer = now + backoff;
         let next = self.new_op_id();
         self.coordinator.insert(next, op);
+    }
+
+    /// Whether a lock attempt was told `held` by more than `n - w` masters:
+    /// then no quorum can grant it until one of them frees the key.
+    fn held_at_a_blocking_set(&self, op: &Op) -> bool {
+        let Phase::Prepare { votes, .. } = &op.phase else {
+            return false;
+        };
+        let held = votes
+            .iter()
+            .filter(|(_, o)| *o == Err(Refusal::Held))
+            .count();
+        matches!(op.kind, OpKind::Lock { .. }) && held > self.config.masters.len() - self.config.w
+    }
+
+    /// A master that told a watching lock `held` says the key is free there:
+    /// the lock tries again after a short jitter (other nodes' waiting locks
+    /// heard the same news).
+    pub(crate) fn on_freed(&mut self, now: Time, from: NodeId, key: &[u8]) {
+        if !self.config.masters.contains(&from) {
+            return;
+        }
+        let woken: Vec<OpId> = self
+            .coordinator
+            .ops
+            .iter()
+            .filter(|(_, op)| op.watching && op.kind.key() == key)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in woken {
+            let Some(mut op) = self.coordinator.take(id) else {
+                continue;
+            };
+            op.watching = false;
+            let jitter = Duration::from_micros(self.rng.up_to(micros(self.config.retry.initial)));
+            op.timer = (now + jitter).min(op.deadline);
+            self.coordinator.insert(id, op);
+        }
     }
 
     /// Full jitter on a capped exponential.
@@ -759,6 +820,10 @@ impl Node {
             };
             let mut op = *op;
             match &mut op.phase {
+                // Nobody said the key was freed before the wait ran out.
+                Phase::Backoff if op.watching && now >= op.deadline => {
+                    self.reply(op.request, Err(op.failure));
+                }
                 Phase::Backoff => self.begin_attempt(now, id, op),
                 Phase::Prepare { .. } | Phase::Round { .. } => self.fail_attempt(now, id, op),
                 Phase::Commit {

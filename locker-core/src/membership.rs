@@ -641,6 +641,7 @@ impl Node {
             }
             Role::Client if before != Role::Client => {
                 self.store = Store::new(self.config.seed);
+                self.waiters.drop_release_watchers();
             }
             _ => {}
         }

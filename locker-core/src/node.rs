@@ -218,8 +218,7 @@ impl Node {
     pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message) {
         let now = self.advance(now);
         self.dispatch(now, from, msg);
-        self.drain_local(now);
-        self.fire_waiters(now);
+        self.settle(now);
     }
 
     /// A request from the application or a remote client.
@@ -229,8 +228,7 @@ impl Node {
             Ok(()) => self.start_request(now, id, request),
             Err(e) => self.reply(id, Err(OpError::Invalid(e))),
         }
-        self.drain_local(now);
-        self.fire_waiters(now);
+        self.settle(now);
     }
 
     /// Time has passed: expire leases and promises, fire retries and
@@ -248,8 +246,7 @@ impl Node {
         self.coordinator_timers(now);
         self.replication_timer(now);
         self.membership_timer(now);
-        self.fire_waiters(now);
-        self.drain_local(now);
+        self.settle(now);
     }
 
     /// The next output to perform, in order.
@@ -316,9 +313,10 @@ impl Node {
                 epoch,
                 key,
                 expect,
+                watch,
             } => {
                 if self.votes_in(from, op, epoch) {
-                    self.on_prepare(now, from, op, key, expect)
+                    self.on_prepare(now, from, op, key, expect, watch)
                 }
             }
             Message::Commit { op, key, write } => self.on_commit(now, from, op, key, write),
@@ -386,6 +384,19 @@ impl Node {
             Message::MembershipAck { epoch } => self.on_membership_ack(from, epoch),
             Message::MembershipQuery => self.on_membership_query(from),
             Message::MembershipState(state) => self.on_membership_state(now, from, state),
+            Message::Freed { key } => self.on_freed(now, from, &key),
+        }
+    }
+
+    /// Handles what this node sent itself and answers waiters whose key
+    /// changed, until neither has more to do (each can cause the other).
+    fn settle(&mut self, now: Time) {
+        loop {
+            self.drain_local(now);
+            self.fire_waiters(now);
+            if self.local.is_empty() {
+                break;
+            }
         }
     }
 

@@ -78,6 +78,7 @@ impl Node {
         op: OpId,
         key: Vec<u8>,
         expect: Expect,
+        watch: bool,
     ) {
         let expected_value = match &expect {
             Expect::Absent => None,
@@ -112,6 +113,9 @@ impl Node {
             }
             (Expect::ValueOrMissing(_), None) => Ok(()),
         };
+        if watch && verdict == Err(Refusal::Held) {
+            self.waiters.watch_release(&key, from);
+        }
         let outcome = verdict.map(|()| {
             Ack::Granted(Grant {
                 highest,

@@ -1,10 +1,12 @@
 //! Requests blocked until a key appears in, or leaves, the local store
-//! (`wait_for`, `wait_for_release`).
+//! (`wait_for`, `wait_for_release`), and the coordinators whose waiting locks
+//! a master told `held`, to be told when the key is free here.
 
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::Role;
+use crate::config::{NodeId, Role};
+use crate::message::Message;
 use crate::node::Node;
 use crate::request::{OpError, RequestId, Response};
 use crate::time::Time;
@@ -23,13 +25,35 @@ pub(crate) struct Waiters {
     deadlines: BTreeSet<(Time, RequestId)>,
     /// Keys whose local state changed since waiters were last checked.
     changed: BTreeSet<Box<[u8]>>,
+    /// Coordinators to send [`Message::Freed`] when a key held here is no
+    /// longer live. Only held keys have an entry, and only cluster members
+    /// watch, so this is bounded by the store times the cluster.
+    release_watchers: BTreeMap<Box<[u8]>, BTreeSet<NodeId>>,
 }
 
 impl Waiters {
     pub(crate) fn key_changed(&mut self, key: &[u8]) {
-        if self.by_key.contains_key(key) {
+        if self.by_key.contains_key(key) || self.release_watchers.contains_key(key) {
             self.changed.insert(key.into());
         }
+    }
+
+    /// `coordinator`'s lock found `key` held here: tell it when it is free.
+    pub(crate) fn watch_release(&mut self, key: &[u8], coordinator: NodeId) {
+        match self.release_watchers.get_mut(key) {
+            Some(watchers) => {
+                watchers.insert(coordinator);
+            }
+            None => {
+                self.release_watchers
+                    .insert(key.into(), BTreeSet::from([coordinator]));
+            }
+        }
+    }
+
+    /// Forgets every watcher (the node stops storing keys).
+    pub(crate) fn drop_release_watchers(&mut self) {
+        self.release_watchers.clear();
     }
 
     pub(crate) fn next_timer(&self) -> Option<Time> {
@@ -98,6 +122,13 @@ impl Node {
     /// Answers waiters whose key changed, and those whose time ran out.
     pub(crate) fn fire_waiters(&mut self, now: Time) {
         for key in core::mem::take(&mut self.waiters.changed) {
+            if self.store.live(&key, now).is_none() {
+                if let Some(watchers) = self.waiters.release_watchers.remove(&key) {
+                    for to in watchers {
+                        self.send(to, Message::Freed { key: key.to_vec() });
+                    }
+                }
+            }
             let ids: Vec<RequestId> = self
                 .waiters
                 .by_key

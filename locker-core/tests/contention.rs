@@ -54,7 +54,11 @@ fn a_coordinator_skips_a_master_in_quarantine_until_it_ends() {
     let start = c.log.len();
     c.locked(3, "c", "v", secs(5));
     assert_eq!(asked(&c, start, 3, 1), 1);
-    assert!(c.node(1).dirty_entries(c.now).iter().any(|(k, _)| k == b"c"));
+    assert!(c
+        .node(1)
+        .dirty_entries(c.now)
+        .iter()
+        .any(|(k, _)| k == b"c"));
 }
 
 #[test]

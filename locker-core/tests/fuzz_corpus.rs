@@ -96,18 +96,21 @@ fn write_wire_decode_seeds() {
             epoch: 0,
             key: k(),
             expect: Expect::Absent,
+            watch: true,
         },
         Message::Prepare {
             op: OpId(2),
             epoch: 0,
             key: k(),
             expect: Expect::Value(b"alice".to_vec()),
+            watch: false,
         },
         Message::Prepare {
             op: OpId(3),
             epoch: 0,
             key: k(),
             expect: Expect::ValueOrMissing(b"bob".to_vec()),
+            watch: false,
         },
         Message::Commit {
             op: OpId(1),

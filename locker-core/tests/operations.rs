@@ -720,6 +720,7 @@ fn masters_vote_only_in_their_own_epoch() {
         epoch,
         key: b"k".to_vec(),
         expect: Expect::Absent,
+        watch: false,
     };
     // A coordinator in a later epoch is refused and asked for its members.
     n.handle_message(now, NodeId(9), prepare(1, 1));
@@ -972,6 +973,7 @@ fn a_master_refuses_a_lock_commit_whose_token_is_not_above_its_grant() {
         epoch: 0,
         key: key.into(),
         expect: Expect::Absent,
+        watch: false,
     };
     let create = |op, key: &str, token| Message::Commit {
         op: OpId(op),
@@ -1026,6 +1028,7 @@ fn a_late_copy_of_a_release_meets_a_later_tenure_as_superseded() {
                 epoch: 0,
                 key: b"k".to_vec(),
                 expect: Expect::Absent,
+                watch: false,
             },
         );
         n.handle_message(

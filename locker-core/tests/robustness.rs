@@ -88,11 +88,14 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
         val().prop_map(Expect::ValueOrMissing)
     ];
     prop_oneof![
-        (op(), key(), expect).prop_map(|(op, key, expect)| Message::Prepare {
-            op,
-            epoch: 0,
-            key,
-            expect
+        (op(), key(), expect, any::<bool>()).prop_map(|(op, key, expect, watch)| {
+            Message::Prepare {
+                op,
+                epoch: 0,
+                key,
+                expect,
+                watch,
+            }
         }),
         (op(), key(), write).prop_map(|(op, key, write)| Message::Commit { op, key, write }),
         (op(), key()).prop_map(|(op, key)| Message::Abort { op, key }),
@@ -143,6 +146,7 @@ fn small_message() -> impl Strategy<Value = locker_core::Message> {
             epoch: 0,
         }),
         Just(Message::SyncRequest),
+        key().prop_map(|key| Message::Freed { key }),
     ]
 }
 

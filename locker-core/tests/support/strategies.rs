@@ -114,14 +114,15 @@ pub fn members() -> impl Strategy<Value = Members> {
 pub fn message() -> impl Strategy<Value = Message> {
     let op = || any::<u64>().prop_map(OpId);
     prop_oneof![
-        (op(), any::<u64>(), bytes(), expect()).prop_map(|(op, epoch, key, expect)| {
-            Message::Prepare {
+        (op(), any::<u64>(), bytes(), expect(), any::<bool>()).prop_map(
+            |(op, epoch, key, expect, watch)| Message::Prepare {
                 op,
                 epoch,
                 key,
                 expect,
+                watch,
             }
-        }),
+        ),
         (op(), bytes(), write()).prop_map(|(op, key, write)| Message::Commit { op, key, write }),
         (op(), bytes()).prop_map(|(op, key)| Message::Abort { op, key }),
         (op(), bytes(), bytes(), token(), duration()).prop_map(|(op, key, value, token, lease)| {
@@ -170,6 +171,7 @@ pub fn message() -> impl Strategy<Value = Message> {
             epoch: sent % 4,
         }),
         Just(Message::SyncRequest),
+        bytes().prop_map(|key| Message::Freed { key }),
         (any::<u64>(), ballot())
             .prop_map(|(epoch, ballot)| Message::MembershipPrepare { epoch, ballot }),
         (
