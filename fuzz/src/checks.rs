@@ -536,7 +536,7 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
         MsgIn::MembershipQuery => Message::MembershipQuery,
         MsgIn::Freed(k) => Message::Freed { key: k.bytes() },
         MsgIn::MembershipState(epoch, origin, m, r, w) => {
-            Message::MembershipState(AppliedMembership {
+            Message::MembershipState(Box::new(AppliedMembership {
                 epoch: *epoch as u64,
                 origin: NodeId(1 + (*origin % STRANGER as u8) as u64),
                 masters: node_list(m),
@@ -545,7 +545,7 @@ fn message(m: &MsgIn, seen: &[OpId], current: u64) -> Message {
                 highest: Token(*epoch as u64 * 16),
                 promised: Ballot::default(),
                 accepted: None,
-            })
+            }))
         }
     }
 }
@@ -722,17 +722,14 @@ pub fn run_node_script(script: &NodeScript) {
                 let from = NodeId(1 + (*from % STRANGER as u8) as u64);
                 w.known.insert(from);
                 let msg = message(m, &w.seen_ops, node.membership_epoch());
-                if let Message::MembershipAccept {
-                    members:
-                        Members {
-                            masters, replicas, ..
-                        },
-                    ..
-                }
-                | Message::MembershipState(AppliedMembership {
-                    masters, replicas, ..
-                }) = &msg
-                {
+                let named = match &msg {
+                    Message::MembershipAccept { members, .. } => {
+                        Some((&members.masters, &members.replicas))
+                    }
+                    Message::MembershipState(state) => Some((&state.masters, &state.replicas)),
+                    _ => None,
+                };
+                if let Some((masters, replicas)) = named {
                     w.known.extend(masters.iter().chain(replicas).copied());
                 }
                 node.handle_message(now, from, msg);

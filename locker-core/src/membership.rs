@@ -228,7 +228,7 @@ impl Node {
 
     fn persist_membership(&mut self) {
         let state = self.membership_in_force();
-        self.persist(crate::Output::PersistMembership(state));
+        self.persist(crate::Output::PersistMembership(Box::new(state)));
     }
 
     fn majority_of_masters(&self) -> usize {
@@ -694,7 +694,7 @@ impl Node {
         // The vote on the next epoch is this node's own business.
         state.promised = Ballot::default();
         state.accepted = None;
-        self.send(to, Message::MembershipState(state));
+        self.send(to, Message::MembershipState(Box::new(state)));
     }
 
     /// A chosen membership, announced or relayed: applied if newer.

@@ -315,7 +315,7 @@ pub enum Message {
     /// The membership in force at the sender, chosen for its epoch: a node
     /// applies it if the epoch is newer than its own. It is how a chosen
     /// change is announced, and the answer to a query.
-    MembershipState(AppliedMembership),
+    MembershipState(Box<AppliedMembership>),
     /// A key that a watching lock found held at this master is free here
     /// now (released or expired): the lock may try again at once instead of
     /// polling.

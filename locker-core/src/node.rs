@@ -43,7 +43,7 @@ pub enum Output {
     /// Persist this membership durably *before* performing any output that
     /// follows it, and pass it to [`Node::restarted_with`] after a crash: a
     /// node that forgot a `set_nodes` could vote as a master it no longer is.
-    PersistMembership(AppliedMembership),
+    PersistMembership(Box<AppliedMembership>),
 }
 
 /// A broken internal invariant, reported by [`Node::check_invariants`].
@@ -383,7 +383,7 @@ impl Node {
             Message::MembershipNack { epoch, promised } => self.on_membership_nack(epoch, promised),
             Message::MembershipAck { epoch } => self.on_membership_ack(from, epoch),
             Message::MembershipQuery => self.on_membership_query(from),
-            Message::MembershipState(state) => self.on_membership_state(now, from, state),
+            Message::MembershipState(state) => self.on_membership_state(now, from, *state),
             Message::Freed { key } => self.on_freed(now, from, &key),
         }
     }

@@ -247,7 +247,7 @@ fn write_wire_decode_seeds() {
         },
         Message::MembershipAck { epoch: 2 },
         Message::MembershipQuery,
-        Message::MembershipState(AppliedMembership {
+        Message::MembershipState(Box::new(AppliedMembership {
             epoch: 2,
             origin: NodeId(1),
             masters: vec![NodeId(1), NodeId(2), NodeId(3)],
@@ -256,7 +256,7 @@ fn write_wire_decode_seeds() {
             highest: Token(7),
             promised: Ballot::default(),
             accepted: None,
-        }),
+        })),
     ];
     let requests = vec![
         Request::Lock {

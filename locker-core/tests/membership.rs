@@ -84,7 +84,7 @@ fn a_master_that_skips_an_epoch_is_quarantined() {
         w: 3,
         ..AppliedMembership::default()
     };
-    n.handle_message(now, NodeId(1), Message::MembershipState(two));
+    n.handle_message(now, NodeId(1), Message::MembershipState(Box::new(two)));
     assert_eq!(n.membership_epoch(), 2);
     assert!(n.is_recovering(now), "skipped epoch 1 and voted at once");
     // One step at a time, a master that stays a master votes on.
@@ -101,6 +101,6 @@ fn a_master_that_skips_an_epoch_is_quarantined() {
         w: 4,
         ..AppliedMembership::default()
     };
-    m.handle_message(now, NodeId(1), Message::MembershipState(one));
+    m.handle_message(now, NodeId(1), Message::MembershipState(Box::new(one)));
     assert!(!m.is_recovering(now));
 }

@@ -1190,14 +1190,14 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
     let now = Time::from_millis(2);
     let mut n = Node::new(config.clone(), Time::from_millis(1)).unwrap();
     // Node 3 is demoted to replica, node 4 promoted.
-    let change = Message::MembershipState(AppliedMembership {
+    let change = Message::MembershipState(Box::new(AppliedMembership {
         epoch: 1,
         origin: NodeId(1),
         masters: vec![NodeId(1), NodeId(2), NodeId(4)],
         replicas: vec![NodeId(3)],
         w: 2,
         ..AppliedMembership::default()
-    });
+    }));
     n.handle_message(now, NodeId(1), change);
     let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
     let persisted = outs
@@ -1217,7 +1217,7 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
         unreachable!()
     };
     assert_eq!(
-        applied,
+        *applied,
         AppliedMembership {
             epoch: 1,
             origin: NodeId(1),
@@ -1232,14 +1232,14 @@ fn an_applied_membership_is_persisted_before_its_ack_and_survives_a_restart() {
     assert_eq!(r.role(), locker_core::Role::Replica);
     // And an older change is not applied over it.
     let mut r = r;
-    let older = Message::MembershipState(AppliedMembership {
+    let older = Message::MembershipState(Box::new(AppliedMembership {
         epoch: 0,
         origin: NodeId(9),
         masters,
         replicas: vec![NodeId(4)],
         w: 2,
         ..AppliedMembership::default()
-    });
+    }));
     r.handle_message(now, NodeId(2), older);
     assert_eq!(r.role(), locker_core::Role::Replica);
 }

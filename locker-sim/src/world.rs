@@ -491,7 +491,7 @@ impl World {
                         self.procs[p].persisted = Some(t);
                     }
                 }
-                Output::PersistMembership(m) => self.procs[p].membership = Some(m),
+                Output::PersistMembership(m) => self.procs[p].membership = Some(*m),
             }
         }
         let proc = &mut self.procs[p];

@@ -203,16 +203,18 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|epoch| Message::MembershipAck { epoch }),
         Just(Message::MembershipQuery),
         (any::<u64>(), any::<u64>(), nodes(), nodes(), any::<usize>()).prop_map(
-            |(epoch, origin, masters, replicas, w)| Message::MembershipState(AppliedMembership {
-                epoch,
-                origin: NodeId(origin),
-                masters,
-                replicas,
-                w,
-                highest: Token(epoch),
-                promised: Ballot::default(),
-                accepted: None,
-            })
+            |(epoch, origin, masters, replicas, w)| {
+                Message::MembershipState(Box::new(AppliedMembership {
+                    epoch,
+                    origin: NodeId(origin),
+                    masters,
+                    replicas,
+                    w,
+                    highest: Token(epoch),
+                    promised: Ballot::default(),
+                    accepted: None,
+                }))
+            }
         ),
     ]
 }
