@@ -9,7 +9,7 @@
 //! `w` masters agree.
 
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::NodeId;
 use crate::message::{Ack, EntryState, Expect, Grant, Message, OpId, Refusal, Write};
@@ -199,6 +199,12 @@ pub(crate) struct Coordinator {
     /// Finished attempts, kept for one rpc timeout so that a promise granted
     /// too late is released at once instead of blocking its key.
     retired: BTreeMap<OpId, Vec<u8>>,
+    /// When each retired attempt may be forgotten, oldest first (every
+    /// attempt is kept equally long). They need no timer of their own:
+    /// remembering one a little longer only answers a late grant with an
+    /// abort a little longer, so they are forgotten whenever the coordinator
+    /// next runs.
+    retired_until: VecDeque<(Time, OpId)>,
     timers: BTreeSet<(Time, OpId)>,
     /// Masters that said they are in quarantine, until when (on this clock).
     /// Attempts count them as refusing instead of asking them: a restarted
@@ -227,8 +233,18 @@ impl Coordinator {
     }
 
     fn retire(&mut self, id: OpId, key: Vec<u8>, until: Time) {
-        self.timers.insert((until, id));
+        self.retired_until.push_back((until, id));
         self.retired.insert(id, key);
+    }
+
+    fn forget_retired(&mut self, now: Time) {
+        while let Some(&(until, id)) = self.retired_until.front() {
+            if until > now {
+                break;
+            }
+            self.retired_until.pop_front();
+            self.retired.remove(&id);
+        }
     }
 }
 
@@ -350,6 +366,7 @@ impl Node {
             // Our list of masters is older than the cluster's.
             self.send(from, Message::MembershipQuery);
         }
+        self.coordinator.forget_retired(now);
         if let Some(key) = self.coordinator.retired.get(&id) {
             if matches!(outcome, Ok(Ack::Granted(_))) {
                 let key = key.clone();
@@ -807,14 +824,12 @@ impl Node {
     }
 
     pub(crate) fn coordinator_timers(&mut self, now: Time) {
+        self.coordinator.forget_retired(now);
         while let Some(&(t, id)) = self.coordinator.timers.first() {
             if t > now {
                 break;
             }
             self.coordinator.timers.remove(&(t, id));
-            if self.coordinator.retired.remove(&id).is_some() {
-                continue;
-            }
             let Some(op) = self.coordinator.ops.remove(&id) else {
                 continue;
             };
