@@ -40,10 +40,10 @@ pub struct RetryPolicy {
     pub initial: Duration,
     /// Cap on any backoff.
     pub max: Duration,
-    /// How often a waiting lock asks again while the key is held at so many
-    /// masters that it cannot succeed. Those masters tell it as soon as the
-    /// key is free ([`Message::Freed`](crate::Message::Freed)), so this
-    /// only bounds the wait when that news is lost.
+    /// How often a waiting lock asks again while the key is held or promised
+    /// at so many masters that it cannot succeed. Those masters tell it as
+    /// soon as the key is free ([`Message::Freed`](crate::Message::Freed)),
+    /// so this only bounds the wait when that news is lost.
     pub held_poll: Duration,
 }
 

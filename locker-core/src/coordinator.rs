@@ -669,16 +669,24 @@ impl Node {
         }
         let until = now + self.config.rpc_timeout;
         self.coordinator.retire(id, op.kind.key().to_vec(), until);
-        if self.held_at_a_blocking_set(&op) && op.deadline > now {
+        let blocked = self.blocked_until_freed(now, &op);
+        if let (Some(quarantine_end), true) = (blocked, op.deadline > now) {
             // No attempt can succeed before one of the masters that refused
             // frees the key, and each of them will say so: wait for that,
             // asking again now and then in case the news is lost.
             let poll = self.config.retry.held_poll;
             let poll = poll / 2 + Duration::from_micros(self.rng.up_to(micros(poll / 2)));
-            op.failure = error;
+            // Masters busy with another operation on the key are, for a
+            // lock, as good as `held`: another lock is being granted (the
+            // loser of a race must hear `held`, as it did when it polled
+            // until the winner committed), or the holder is updating.
+            op.failure = OpError::Held;
             op.phase = Phase::Backoff;
             op.watching = true;
             op.timer = (now + poll).min(op.deadline);
+            if let Some(end) = quarantine_end {
+                op.timer = op.timer.min(end);
+            }
             let next = self.new_op_id();
             self.coordinator.insert(next, op);
             return;
@@ -709,20 +717,33 @@ impl Node {
         self.coordinator.insert(next, op);
     }
 
-    /// Whether a lock attempt was told `held` by more than `n - w` masters:
-    /// then no quorum can grant it until one of them frees the key.
-    fn held_at_a_blocking_set(&self, op: &Op) -> bool {
+    /// Whether a lock attempt cannot succeed before one of the masters that
+    /// refused it `Held` or `Busy` (each of which now watches the key for
+    /// us) frees the key, or before a master in quarantine comes out of it:
+    /// then it returns the end of the earliest such quarantine, if any.
+    fn blocked_until_freed(&self, now: Time, op: &Op) -> Option<Option<Time>> {
         let Phase::Prepare { votes, .. } = &op.phase else {
-            return false;
+            return None;
         };
-        let held = votes
+        if !matches!(op.kind, OpKind::Lock { .. }) {
+            return None;
+        }
+        let watching = votes
             .iter()
-            .filter(|(_, o)| *o == Err(Refusal::Held))
+            .filter(|(_, o)| matches!(o, Err(Refusal::Held | Refusal::Busy)))
             .count();
-        matches!(op.kind, OpKind::Lock { .. }) && held > self.config.masters.len() - self.config.w
+        let recovering: Vec<Time> = votes
+            .iter()
+            .filter(|(_, o)| matches!(o, Err(Refusal::Recovering { .. })))
+            .filter_map(|(n, _)| self.coordinator.recovering.get(n).copied())
+            .filter(|&until| until > now)
+            .collect();
+        let blocked = watching + recovering.len() > self.config.masters.len() - self.config.w;
+        (watching > 0 && blocked).then(|| recovering.into_iter().min())
     }
 
-    /// A master that told a watching lock `held` says the key is free there:
+    /// A master that told a watching lock `held` or `busy` says the key is
+    /// free there:
     /// the lock tries again after a short jitter (other nodes' waiting locks
     /// heard the same news).
     pub(crate) fn on_freed(&mut self, now: Time, from: NodeId, key: &[u8]) {

@@ -157,8 +157,8 @@ pub enum Message {
         key: Vec<u8>,
         /// The expected state.
         expect: Expect,
-        /// A lock that may wait: if the key is held here, send
-        /// [`Freed`](Message::Freed) when it no longer is.
+        /// A lock that may wait: if the key is held or promised here, send
+        /// [`Freed`](Message::Freed) when it is neither.
         watch: bool,
     },
     /// Phase two: apply `write` under the promise of `op`.
@@ -316,9 +316,9 @@ pub enum Message {
     /// applies it if the epoch is newer than its own. It is how a chosen
     /// change is announced, and the answer to a query.
     MembershipState(Box<AppliedMembership>),
-    /// A key that a watching lock found held at this master is free here
-    /// now (released or expired): the lock may try again at once instead of
-    /// polling.
+    /// A key that a watching lock found held or promised at this master is
+    /// free here now (released, expired, or its promise ended): the lock may
+    /// try again at once instead of polling.
     Freed {
         /// The key.
         #[serde(with = "serde_bytes")]

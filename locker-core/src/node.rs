@@ -238,7 +238,9 @@ impl Node {
         if self.recovering_until.is_some_and(|t| now >= t) {
             self.recovering_until = None;
         }
-        self.promises.expire(now);
+        for key in self.promises.expire(now) {
+            self.waiters.key_changed(&key);
+        }
         for record in self.store.expire(now) {
             self.replication.forget(&record.key);
             self.waiters.key_changed(&record.key);

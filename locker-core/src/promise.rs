@@ -51,15 +51,18 @@ impl Promises {
         Some(promise)
     }
 
-    /// Drops every promise due at or before `now`.
-    pub(crate) fn expire(&mut self, now: Time) {
+    /// Drops every promise due at or before `now`; returns their keys.
+    pub(crate) fn expire(&mut self, now: Time) -> Vec<Box<[u8]>> {
+        let mut keys = Vec::new();
         while let Some((expires, key)) = self.expiry.first() {
             if *expires > now {
                 break;
             }
             let key = key.clone();
             self.remove(&key);
+            keys.push(key);
         }
+        keys
     }
 
     pub(crate) fn next_expiry(&self) -> Option<Time> {

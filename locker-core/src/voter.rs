@@ -93,6 +93,9 @@ impl Node {
         let mut highest = self.highest;
         if let Some(p) = self.promises.live(&key, now) {
             if p.op != op {
+                if watch && expect == Expect::Absent {
+                    self.waiters.watch_release(&key, from);
+                }
                 return self.answer(from, op, Err(Refusal::Busy));
             }
             highest = p.highest;
@@ -159,6 +162,9 @@ impl Node {
         }
         // Only under this op's live promise: a late commit is never applied.
         let promise = self.promises.take(&key, op, now);
+        if promise.is_some() {
+            self.waiters.key_changed(&key);
+        }
         if let (Some(p), Write::Create { token, .. }) = (&promise, &write) {
             // The coordinator chose the token from grants that did not
             // include this one (a late prepare): a later tenure may have
@@ -300,7 +306,9 @@ impl Node {
     }
 
     pub(crate) fn on_abort(&mut self, now: Time, op: OpId, key: &[u8]) {
-        self.promises.take(key, op, now);
+        if self.promises.take(key, op, now).is_some() {
+            self.waiters.key_changed(key);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,6 +1,6 @@
 //! Requests blocked until a key appears in, or leaves, the local store
 //! (`wait_for`, `wait_for_release`), and the coordinators whose waiting locks
-//! a master told `held`, to be told when the key is free here.
+//! a master told `held` or `busy`, to be told when the key is free here.
 
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,9 +25,10 @@ pub(crate) struct Waiters {
     deadlines: BTreeSet<(Time, RequestId)>,
     /// Keys whose local state changed since waiters were last checked.
     changed: BTreeSet<Box<[u8]>>,
-    /// Coordinators to send [`Message::Freed`] when a key held here is no
-    /// longer live. Only held keys have an entry, and only cluster members
-    /// watch, so this is bounded by the store times the cluster.
+    /// Coordinators to send [`Message::Freed`] when a key held or promised
+    /// here has neither a live entry nor a live promise. Only such keys have
+    /// an entry, and only cluster members watch, so this is bounded by the
+    /// store and the promises times the cluster.
     release_watchers: BTreeMap<Box<[u8]>, BTreeSet<NodeId>>,
 }
 
@@ -38,7 +39,8 @@ impl Waiters {
         }
     }
 
-    /// `coordinator`'s lock found `key` held here: tell it when it is free.
+    /// `coordinator`'s lock found `key` held or promised here: tell it when
+    /// it is free.
     pub(crate) fn watch_release(&mut self, key: &[u8], coordinator: NodeId) {
         match self.release_watchers.get_mut(key) {
             Some(watchers) => {
@@ -122,7 +124,7 @@ impl Node {
     /// Answers waiters whose key changed, and those whose time ran out.
     pub(crate) fn fire_waiters(&mut self, now: Time) {
         for key in core::mem::take(&mut self.waiters.changed) {
-            if self.store.live(&key, now).is_none() {
+            if self.store.live(&key, now).is_none() && self.promises.live(&key, now).is_none() {
                 if let Some(watchers) = self.waiters.release_watchers.remove(&key) {
                     for to in watchers {
                         self.send(to, Message::Freed { key: key.to_vec() });

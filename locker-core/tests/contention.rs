@@ -174,3 +174,28 @@ fn a_waiting_lock_still_answers_held_when_its_wait_runs_out() {
         c.now
     );
 }
+
+#[test]
+fn a_lock_waiting_behind_an_abandoned_promise_takes_the_key_when_it_expires() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[4, 5], |_| {});
+    // Node 5's lock is granted everywhere, but its commits never arrive:
+    // the promises block the key until they expire.
+    c.drop_when(|from, _, m| from == NodeId(5) && matches!(m, Message::Commit { .. }));
+    c.submit(5, lock_req("k", "lost", secs(5), ms(0)));
+    c.deliver_all();
+    let granted = c.now;
+    let start = c.log.len();
+    let id = c.submit(4, lock_req("k", "waiter", secs(5), secs(5)));
+    let reply = c.run_until_reply(id);
+    assert!(matches!(reply, Ok(Response::Locked(_))), "{reply:?}");
+    let config = c.node(4).config().clone();
+    let expiry = granted + config.promise_timeout;
+    assert!(c.reply_times[&id] >= expiry);
+    assert!(
+        c.reply_times[&id] <= expiry + config.retry.initial,
+        "{} for promises expiring at {expiry}",
+        c.reply_times[&id]
+    );
+    // One attempt told `busy`, and the one after the news.
+    assert_eq!(asked(&c, start, 4, 1), 2);
+}
