@@ -1,7 +1,6 @@
 //! The client workload: what each client does next, over a small key space
 //! so that contention is real.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use locker_core::Request;
@@ -135,16 +134,49 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// Picks one of `count` keys named `prefix{i}` that is not in `busy`.
-fn free_key(rng: &mut SimRng, prefix: &str, count: u64, busy: &[&str]) -> Option<String> {
-    // Named only to compare, in one reused buffer: this runs for most
-    // operations, and the free keys are few.
-    let mut name = String::with_capacity(prefix.len() + 4);
-    let mut free = [0u64; MAX_KEYS];
+/// The names of the workload's keys, made once (and the linearizability
+/// keys once per epoch) rather than for every operation.
+#[derive(Debug)]
+pub struct KeyNames {
+    mutex: Vec<String>,
+    lin_epoch: u64,
+    lin: Vec<String>,
+}
+
+impl Default for KeyNames {
+    fn default() -> KeyNames {
+        KeyNames {
+            mutex: (0..MUTEX_KEYS).map(|i| format!("m{i}")).collect(),
+            lin_epoch: 0,
+            lin: lin_names(0),
+        }
+    }
+}
+
+fn lin_names(epoch: u64) -> Vec<String> {
+    (0..LIN_KEYS).map(|i| format!("l{epoch}-{i}")).collect()
+}
+
+impl KeyNames {
+    /// Moves the linearizability keys to `epoch`.
+    pub fn set_lin_epoch(&mut self, epoch: u64) {
+        if epoch != self.lin_epoch {
+            self.lin_epoch = epoch;
+            self.lin = lin_names(epoch);
+        }
+    }
+
+    /// Whether `key` is a linearizability key of the current epoch.
+    pub fn is_current_lin(&self, key: &str) -> bool {
+        self.lin.iter().any(|k| k == key)
+    }
+}
+
+/// Picks one of `names` that is not in `busy`.
+fn free_key(rng: &mut SimRng, names: &[String], busy: &[&str]) -> Option<String> {
+    let mut free = [0usize; MAX_KEYS];
     let mut n = 0;
-    for i in 0..count {
-        name.clear();
-        let _ = write!(name, "{prefix}{i}");
+    for (i, name) in names.iter().enumerate() {
         if !busy.contains(&name.as_str()) {
             free[n] = i;
             n += 1;
@@ -153,10 +185,7 @@ fn free_key(rng: &mut SimRng, prefix: &str, count: u64, busy: &[&str]) -> Option
     if n == 0 {
         return None;
     }
-    let i = free[rng.range(0, n as u64) as usize];
-    name.clear();
-    let _ = write!(name, "{prefix}{i}");
-    Some(name)
+    Some(names[free[rng.range(0, n as u64) as usize]].clone())
 }
 
 /// Chooses the next operation of a slot that holds nothing, on a key no
@@ -166,15 +195,15 @@ pub fn choose_free(
     rng: &mut SimRng,
     client: usize,
     counter: &mut u64,
-    lin_epoch: u64,
+    keys: &KeyNames,
     max_lease_ms: u64,
     busy: &[&str],
 ) -> Option<Action> {
     let r = rng.range(0, 100);
     let key = if (30..60).contains(&r) {
-        free_key(rng, &format!("l{lin_epoch}-"), LIN_KEYS, busy)?
+        free_key(rng, &keys.lin, busy)?
     } else {
-        free_key(rng, "m", MUTEX_KEYS, busy)?
+        free_key(rng, &keys.mutex, busy)?
     };
     *counter += 1;
     let value = format!("c{client}-{counter}");

@@ -113,6 +113,7 @@ pub struct World {
     net: Network,
     rng: SimRng,
     clients: Vec<Client>,
+    key_names: workload::KeyNames,
     requests: BTreeMap<u64, PendingReq>,
     next_rid: u64,
     /// The record for the checkers.
@@ -211,6 +212,7 @@ impl World {
             ids,
             net,
             rng,
+            key_names: workload::KeyNames::default(),
             clients,
             requests: BTreeMap::new(),
             next_rid: 1,
@@ -645,8 +647,8 @@ impl World {
             }
         }
         if let Some(h) = self.clients[c].slots[s].holding.clone() {
-            let lin_epoch = self.lin_epoch();
-            if h.lin && !h.key.starts_with(&format!("l{lin_epoch}-")) {
+            self.key_names.set_lin_epoch(self.lin_epoch());
+            if h.lin && !self.key_names.is_current_lin(&h.key) {
                 // The epoch moved on: abandon the key (it expires unchecked).
                 self.end_window(c, s, self.now);
                 self.clients[c].slots[s].holding = None;
@@ -691,7 +693,7 @@ impl World {
                 return;
             }
         }
-        let epoch = self.lin_epoch();
+        self.key_names.set_lin_epoch(self.lin_epoch());
         let client = &mut self.clients[c];
         let mut counter = client.counter;
         let busy = client.busy_keys();
@@ -699,7 +701,7 @@ impl World {
             &mut self.rng,
             c,
             &mut counter,
-            epoch,
+            &self.key_names,
             self.opts.max_lease_ms,
             &busy,
         );
