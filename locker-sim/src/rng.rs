@@ -12,10 +12,10 @@ fn ln(x: f64) -> f64 {
     let bits = x.to_bits();
     let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let mut m = f64::from_bits((bits & ((1 << 52) - 1)) | (1023 << 52));
-    if m > core::f64::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
+    // Without a branch: which half `m` falls in is a coin toss.
+    let upper = (m > core::f64::consts::SQRT_2) as i64;
+    m *= [1.0, 0.5][upper as usize];
+    e += upper;
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let series = 1.0
