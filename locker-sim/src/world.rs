@@ -203,6 +203,14 @@ impl World {
                 probe_stage: 0,
             })
             .collect();
+        // Room for every operation the workload can start: growing this
+        // vector by doubling copied it, and faulted in fresh pages, several
+        // times per seed (untouched capacity costs nothing).
+        let expected_ops = opts.ops_per_sec * (opts.sim_secs + 30.0);
+        let history = History {
+            ops: Vec::with_capacity(expected_ops.clamp(0.0, 1e7) as usize),
+            ..History::default()
+        };
         let mut world = World {
             opts,
             seed,
@@ -216,7 +224,7 @@ impl World {
             clients,
             requests: BTreeMap::new(),
             next_rid: 1,
-            history: History::default(),
+            history,
             events: 0,
             trace: trace.then(String::new),
             probe_at,
