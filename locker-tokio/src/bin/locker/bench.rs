@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// Concurrent extenders in the extend workload.
     #[arg(long, default_value_t = 64)]
     extenders: usize,
+    /// Clients contending for one key, each locking it (waiting up to 2 s)
+    /// and releasing it at once: how fast the key passes from holder to
+    /// holder. 0 skips this workload.
+    #[arg(long, default_value_t = 0)]
+    contenders: usize,
     /// Runtimes of the spawned nodes, measured in turn at each concurrency.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tokio")]
     runtime: Vec<RuntimeKind>,
@@ -195,6 +200,10 @@ async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
             println!("{v}");
         }
     }
+    for t in targets.iter().filter(|_| args.contenders > 0) {
+        let v = handoffs(t, args.contenders, run_for, secret).await?;
+        println!("{v}");
+    }
     // `--leases 0` skips the extend workload.
     for t in targets.iter().filter(|_| args.leases > 0) {
         let v = extends(t, &args, run_for, secret).await?;
@@ -285,6 +294,64 @@ async fn lock_release(
         "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
         "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
         "cycles": cycle_lat.count(), "errors": errors, "first_error": first_error,
+        "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
+    }))
+}
+
+/// `c` clients taking turns on one key: each locks it (waiting while
+/// another holds it) and releases it at once.
+async fn handoffs(
+    target: &Target,
+    c: usize,
+    run_for: Duration,
+    secret: Option<&[u8]>,
+) -> Result<serde_json::Value, String> {
+    let clients = connect_all(&target.addrs, c, secret).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut lock_lat = Latencies::default();
+            let (mut errors, mut first_error) = (0u64, None);
+            let value = format!("contender-{i}");
+            while start.elapsed() < run_for {
+                let t0 = Instant::now();
+                let failed = match client
+                    .lock("bench/contended", &value, Duration::from_secs(10))
+                    .await
+                {
+                    Ok(h) => {
+                        lock_lat.record(t0.elapsed());
+                        let released = client
+                            .release("bench/contended", &value, Some(h.token))
+                            .await;
+                        released.err().map(|e| format!("release: {e}"))
+                    }
+                    Err(e) => Some(format!("lock: {e}")),
+                };
+                if let Some(e) = failed {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+            (lock_lat, errors, first_error)
+        }));
+    }
+    let mut lock_lat = Latencies::default();
+    let (mut errors, mut first_error) = (0, None);
+    for t in tasks {
+        let (l, e, first) = t.await.map_err(|e| e.to_string())?;
+        lock_lat.merge(&l);
+        errors += e;
+        first_error = first_error.or(first);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let first_error = first_error.map_or(serde_json::Value::Null, serde_json::Value::String);
+    Ok(json!({
+        "workload": "handoff", "runtime": target.runtime, "clients": c,
+        "handoffs_per_s": (lock_lat.count() as f64 / secs).round(),
+        "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
+        "handoffs": lock_lat.count(), "errors": errors, "first_error": first_error,
         "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
