@@ -1,61 +1,63 @@
-//! The idle poller: an opt-in thread at the lowest scheduling priority that
-//! keeps the CPU busy while the process has had network activity in the last
-//! few milliseconds, and sleeps otherwise.
+//! The busy poller: an opt-in task that keeps its runtime's thread polling
+//! for I/O, instead of sleeping in the kernel, while the process has had
+//! network activity in the last few milliseconds.
 //!
 //! # Why
 //!
-//! On a virtual machine an idle vCPU halts, and waking it again (a message
-//! arrives for a sleeping process) costs the host a reschedule: about 30 µs
-//! per wake-up on the 2-vCPU machine of BENCHMARKS.md, against about 3 µs
-//! when the vCPU was running something else. A lock+release cycle is ten
-//! loopback hops in a row, each a wake-up, so at low concurrency most of a
-//! cycle was spent waking vCPUs. A thread that spins at `SCHED_IDLE`
-//! priority keeps its vCPU out of the halted state; any real work preempts
-//! it at once (a `SCHED_IDLE` thread never delays a normal one, and the
-//! scheduler counts a CPU running only such threads as idle when placing a
-//! woken task). The Erlang VM does the same by default (its schedulers
-//! busy-wait before sleeping).
+//! A lock+release cycle is ten loopback hops in a row between processes,
+//! each a wake-up of a process that sleeps waiting for its socket. On a
+//! virtual machine a wake-up that crosses vCPUs is expensive: on the 2-vCPU
+//! machine of BENCHMARKS.md the whole bench runs about 2.7× faster at one
+//! client pinned to one vCPU than spread over two, for no other reason.
 //!
-//! It also helps when the machine's CPUs are busy with other work: in
-//! `locker bench` at 64 clients beside other processes' builds (load
-//! average 8-12 on 2 vCPUs), the nodes and the load process got 0.8-1.0
-//! CPU with the poller against 0.55 without, at the same CPU time per
-//! cycle, while the spinners themselves ran less than 1 µs per cycle;
-//! presumably a woken node thread finds its CPU running a spinner it
-//! preempts at once more often than another process's normal thread, which
-//! it does not always preempt.
+//! While active, the poller's task alternates two yields: to its runtime,
+//! which then polls its reactor without blocking (tokio's scheduler does on
+//! a yield), and to the kernel (`sched_yield`), which runs any other thread
+//! waiting for this CPU. A message for a polling process is then found by
+//! its next poll, with no wake-up at all; and since every polling process
+//! gives its CPU away at once, processes sharing a CPU take turns in a few
+//! microseconds instead of a scheduler time slice. At one client the bench
+//! went from about 4,300 to 14,000–15,500 cycles per second on two vCPUs
+//! (BENCHMARKS.md).
 //!
-//! The price is CPU time: while the process is active the poller burns what
-//! the machine has spare (it shows as the process's CPU usage, at the
-//! lowest priority). After `window` without activity it sleeps, so an idle
-//! node costs nothing; the first message after a quiet spell pays the full
-//! wake-up again. Off by default: on bare metal, or when the machine's
-//! CPUs have other work, it buys little.
+//! An earlier poller spun in a separate `SCHED_IDLE` thread to keep the
+//! vCPU from halting. It helped on a loaded host, but on a quiet one it no
+//! longer did: the woken thread still needed the kernel to preempt the
+//! spinner, an interrupt to another vCPU.
+//!
+//! The price is CPU time: while the process is active its thread is always
+//! busy, and the process shows 100 % of a CPU. Only other threads that
+//! want a CPU get it at once; a batch job at the same priority gets turns
+//! as often as the poller yields. After `window` without activity the task
+//! sleeps until the next one, so an idle node costs nothing, and the first
+//! message after a quiet spell pays the full wake-up again. Off by default.
 //!
 //! # One per process
 //!
-//! Keeping a CPU awake is not per node: every [`BusyPoll`] handle of a
-//! process shares one thread, which runs while any handle lives and spins
-//! with the longest window asked for. Activity is reported with [`touch`]
-//! (the driver and the TCP client do it on every message), which costs one
-//! relaxed atomic load while the poller is spinning.
-//!
-//! Linux only (`SCHED_IDLE`); elsewhere [`BusyPoll::start`] returns an
-//! `Unsupported` error and nothing spins.
+//! Activity is process-wide: every [`BusyPoll`] handle of a process shares
+//! one poller task, started on the runtime of the first handle, which runs
+//! while any handle lives and uses the longest window asked for. Activity is
+//! reported with [`touch`] (the driver and the TCP client do it on every
+//! message), which costs one relaxed atomic load while the poller is
+//! active. A process with several runtime threads polls from one of them.
 
-use std::io;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::runtime::Runtime;
 
 /// The window the `locker` program uses when `--busy-poll` has no value.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(5);
 
 /// Activity was seen since the poller last looked.
 const ACTIVE: u8 = 0;
-/// The poller is spinning and has seen no activity since it last looked.
+/// The poller is polling and has seen no activity since it last looked.
 const QUIET: u8 = 1;
-/// The poller is parked: the next [`touch`] must unpark it.
+/// The poller sleeps: the next [`touch`] must wake it.
 const ASLEEP: u8 = 2;
 
 /// The process's activity flag, read by the poller, set by [`touch`].
@@ -65,34 +67,38 @@ static STATE: AtomicU8 = AtomicU8::new(ACTIVE);
 /// The longest window any live handle asked for, in microseconds.
 static WINDOW_US: AtomicU64 = AtomicU64::new(0);
 
-/// The live handles and the running poller thread, if any.
+/// The live handles and the running poller's stop flag, if any.
 static USERS: Mutex<Users> = Mutex::new(Users {
     count: 0,
-    poller: None,
+    stop: None,
 });
+
+/// The sleeping poller's waker.
+static WAKER: Mutex<Option<Waker>> = Mutex::new(None);
 
 struct Users {
     count: usize,
-    poller: Option<Poller>,
-}
-
-/// The running thread and its own stop flag (a new thread started while an
-/// old one is still exiting gets a new flag).
-struct Poller {
-    thread: std::thread::Thread,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The running poller's own stop flag (a poller started while an old
+    /// one is still finishing gets a new flag).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 fn users() -> std::sync::MutexGuard<'static, Users> {
     USERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn wake_poller() {
+    if let Some(w) = WAKER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        w.wake();
+    }
+}
+
 /// Reports activity (a message read or about to be sent): the poller keeps
-/// spinning for another window, or wakes if it slept.
+/// polling for another window, or wakes if it slept.
 #[inline]
 pub fn touch() {
     // While the flag is already set this is a load of a line the poller
-    // writes once per check: no store on the hot path.
+    // writes once per look: no store on the hot path.
     if STATE.load(Ordering::Relaxed) != ACTIVE {
         touch_slow();
     }
@@ -101,47 +107,45 @@ pub fn touch() {
 #[cold]
 fn touch_slow() {
     if STATE.swap(ACTIVE, Ordering::SeqCst) == ASLEEP {
-        if let Some(p) = &users().poller {
-            p.thread.unpark();
-        }
+        wake_poller();
     }
 }
 
-/// Keeps the process's idle poller running while it lives (see the
-/// [module docs](self)). Dropping the last handle stops the thread.
+/// Keeps the process's busy poller running while it lives (see the
+/// [module docs](self)). Dropping the last handle stops the poller.
+///
+/// ```no_run
+/// # async fn example<R: locker_host::Runtime>(runtime: R) {
+/// use locker_host::BusyPoll;
+/// // `None` on a runtime that cannot poll its reactor on a yield.
+/// let _poller = BusyPoll::start(&runtime, locker_host::busy_poll::DEFAULT_WINDOW);
+/// // ... run nodes or clients on `runtime`; the poller stops with the handle.
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct BusyPoll {
     _private: (),
 }
 
 impl BusyPoll {
-    /// Starts the process's poller, or joins the running one; it spins while
-    /// there was activity within the last `window` (the longest asked for
-    /// by any live handle). Fails on systems other than Linux, where
-    /// nothing spins.
-    pub fn start(window: Duration) -> io::Result<BusyPoll> {
-        if !cfg!(target_os = "linux") {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "busy polling needs Linux (SCHED_IDLE); running without it",
-            ));
-        }
+    /// Starts the process's poller on `runtime`, or joins the running one;
+    /// it polls while there was activity within the last `window` (the
+    /// longest asked for by any live handle). `None` if `runtime` cannot
+    /// poll its reactor on a yield ([`Runtime::yield_polling_io`]): smol's
+    /// executor, for one, would then not see its I/O at all.
+    pub fn start<R: Runtime>(runtime: &R, window: Duration) -> Option<BusyPoll> {
+        // Asked only whether there is one; the poller makes its own.
+        drop(runtime.yield_polling_io()?);
         let window_us = (window.as_micros() as u64).max(1);
         let mut users = users();
         WINDOW_US.fetch_max(window_us, Ordering::Relaxed);
-        if users.poller.is_none() {
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            let handle = std::thread::Builder::new()
-                .name("locker-busy-poll".into())
-                .spawn(move || spin(&flag))?;
-            users.poller = Some(Poller {
-                thread: handle.thread().clone(),
-                stop,
-            });
+        if users.stop.is_none() {
+            let stop = Arc::new(AtomicBool::new(false));
+            runtime.spawn(poll_loop(runtime.clone(), stop.clone()));
+            users.stop = Some(stop);
         }
         users.count += 1;
-        Ok(BusyPoll { _private: () })
+        Some(BusyPoll { _private: () })
     }
 }
 
@@ -150,28 +154,20 @@ impl Drop for BusyPoll {
         let mut users = users();
         users.count -= 1;
         if users.count == 0 {
-            if let Some(p) = users.poller.take() {
-                p.stop.store(true, Ordering::SeqCst);
-                p.thread.unpark();
+            if let Some(stop) = users.stop.take() {
+                stop.store(true, Ordering::SeqCst);
+                wake_poller();
             }
             WINDOW_US.store(0, Ordering::Relaxed);
         }
     }
 }
 
-/// Spin iterations between two looks at the clock and the flag (a few
-/// microseconds: `pause` takes tens of cycles).
-const SPINS: u32 = 64;
-
-/// The poller thread's body.
-fn spin(stop: &std::sync::atomic::AtomicBool) {
-    if let Err(e) = lowest_priority() {
-        tracing::warn!(error = %e, "busy poll: could not lower the poller's priority; stopping it");
-        return;
-    }
-    let mut last_active = std::time::Instant::now();
+/// The poller task's body.
+async fn poll_loop<R: Runtime>(runtime: R, stop: Arc<AtomicBool>) {
+    let mut last_active = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let window = Duration::from_micros(WINDOW_US.load(Ordering::Relaxed));
         if STATE
             .compare_exchange(ACTIVE, QUIET, Ordering::Relaxed, Ordering::Relaxed)
@@ -183,82 +179,115 @@ fn spin(stop: &std::sync::atomic::AtomicBool) {
                 .compare_exchange(QUIET, ASLEEP, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         {
-            // `touch` swaps the flag before unparking, and an unpark that
-            // comes before the park makes it return at once: no wake-up
-            // is lost.
-            while STATE.load(Ordering::SeqCst) == ASLEEP && !stop.load(Ordering::SeqCst) {
-                std::thread::park();
-            }
-            last_active = std::time::Instant::now();
+            Asleep { stop: &stop }.await;
+            last_active = Instant::now();
             continue;
         }
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
+        match runtime.yield_polling_io() {
+            Some(step) => step.await,
+            None => return,
         }
+        std::thread::yield_now();
     }
 }
 
-/// Moves the calling thread to `SCHED_IDLE`, or failing that to nice 19:
-/// a spinner must never take CPU time a normal thread wants.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn lowest_priority() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid, initialised `sched_param` that outlives
-    // the call, which only reads it; pid 0 names the calling thread, and
-    // SCHED_IDLE with priority 0 is a valid policy that an unprivileged
-    // thread may always move to (it lowers its priority).
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-        return Ok(());
-    }
-    let idle = io::Error::last_os_error();
-    // SAFETY: setpriority takes no pointers; on Linux PRIO_PROCESS with who
-    // 0 applies to the calling thread only, and raising one's own nice
-    // value needs no privilege.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } == 0 {
-        tracing::info!(error = %idle, "busy poll: SCHED_IDLE refused, running the poller at nice 19");
-        return Ok(());
-    }
-    Err(io::Error::last_os_error())
+/// Resolves once a [`touch`] (or the last handle's drop) ends the sleep.
+struct Asleep<'a> {
+    stop: &'a AtomicBool,
 }
 
-#[cfg(not(target_os = "linux"))]
-fn lowest_priority() -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "busy polling needs Linux",
-    ))
+impl Future for Asleep<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let done = || STATE.load(Ordering::SeqCst) != ASLEEP || self.stop.load(Ordering::SeqCst);
+        if done() {
+            return Poll::Ready(());
+        }
+        *WAKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // `touch` swaps the flag before it takes the waker: a touch between
+        // the first look and storing the waker is seen by this second one.
+        if done() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The poller starts, sleeps when nothing happens, wakes on a touch and
-    /// stops with its last handle (no timing is asserted).
+    /// The poller sleeps when nothing happens, wakes on a touch, and stops
+    /// with its last handle (no timing is asserted). Driven by hand: a
+    /// runtime would hide whether the task ever finished.
     #[test]
-    fn starts_sleeps_wakes_and_stops() {
-        let a = BusyPoll::start(Duration::from_millis(1)).unwrap();
-        let b = BusyPoll::start(Duration::from_millis(2)).unwrap();
-        assert_eq!(users().count, 2);
-        let t = std::time::Instant::now();
+    fn sleeps_wakes_and_stops() {
+        let stop = Arc::new(AtomicBool::new(false));
+        WINDOW_US.store(1_000, Ordering::Relaxed);
+        let mut task = Box::pin(poll_loop(Inline, stop.clone()));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let t = Instant::now();
         while STATE.load(Ordering::SeqCst) != ASLEEP {
-            assert!(t.elapsed() < Duration::from_secs(30), "poller never slept");
-            std::thread::sleep(Duration::from_millis(5));
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+            assert!(t.elapsed() < Duration::from_secs(30), "never slept");
         }
+        // Asleep, it stays pending without polling.
+        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(STATE.load(Ordering::SeqCst), ASLEEP);
         touch();
-        let t = std::time::Instant::now();
+        assert_ne!(STATE.load(Ordering::SeqCst), ASLEEP);
+        let t = Instant::now();
         while STATE.load(Ordering::SeqCst) != ASLEEP {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "poller never slept again"
-            );
-            std::thread::sleep(Duration::from_millis(5));
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+            assert!(t.elapsed() < Duration::from_secs(30), "never slept again");
         }
-        drop(a);
-        assert!(users().poller.is_some());
-        drop(b);
-        assert!(users().poller.is_none());
-        assert_eq!(WINDOW_US.load(Ordering::Relaxed), 0);
+        stop.store(true, Ordering::SeqCst);
+        assert!(task.as_mut().poll(&mut cx).is_ready());
+        STATE.store(ACTIVE, Ordering::SeqCst);
+    }
+
+    /// A runtime whose yield is one `Pending` (the test polls the task).
+    #[derive(Clone)]
+    struct Inline;
+
+    impl Runtime for Inline {
+        type Listener = ();
+        type Reader = futures_lite::io::Empty;
+        type Writer = futures_lite::io::Sink;
+
+        fn spawn(&self, _task: impl Future<Output = ()> + Send + 'static) {
+            unreachable!("the test polls the task itself")
+        }
+
+        fn sleep_until(&self, _at: Instant) -> impl Future<Output = ()> + Send + 'static {
+            std::future::pending()
+        }
+
+        fn yield_polling_io(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+            Some(futures_lite::future::yield_now())
+        }
+
+        fn listen(&self, _listener: std::net::TcpListener) -> std::io::Result<()> {
+            unreachable!()
+        }
+
+        fn local_addr(_listener: &()) -> std::io::Result<std::net::SocketAddr> {
+            unreachable!()
+        }
+
+        async fn accept(
+            _listener: &(),
+        ) -> std::io::Result<(Self::Reader, Self::Writer, std::net::SocketAddr)> {
+            unreachable!()
+        }
+
+        async fn connect(
+            &self,
+            _addr: std::net::SocketAddr,
+        ) -> std::io::Result<(Self::Reader, Self::Writer)> {
+            unreachable!()
+        }
     }
 }

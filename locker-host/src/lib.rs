@@ -11,8 +11,7 @@
 //! API; kept in either adapter, it would be written twice or make one adapter
 //! depend on the other's runtime. Here it lives once, depends on no runtime
 //! (only on `futures-io`, `futures-lite`, `async-channel` and
-//! `event-listener`, which run on any executor, and on Linux `libc` for the
-//! opt-in [`busy_poll`] thread's priority), and each adapter is a
+//! `event-listener`, which run on any executor), and each adapter is a
 //! [`Runtime`] implementation of about a hundred lines plus type aliases. This
 //! is quinn's layout: `quinn-proto` is the protocol (here `locker-core`),
 //! `quinn` the driver written once (here this crate), and one small file per
@@ -42,8 +41,7 @@
 //! With the `conformance` feature, [`conformance`] holds the scenarios every
 //! adapter must pass, and [`conformance_suite!`] turns them into tests.
 
-// Only `busy_poll` may use `unsafe` (two libc calls, each with its SAFETY note).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod busy_poll;

@@ -37,12 +37,12 @@ pub struct NodeOptions {
     pub restarted: bool,
     /// Largest accepted frame.
     pub max_frame: usize,
-    /// Run the process's idle poller (see [`crate::busy_poll`]) with this
-    /// window: a lowest-priority thread that spins while the node has had
-    /// activity within the window and sleeps otherwise. It trades CPU time
-    /// for wake-up latency on virtual machines, where waking a halted vCPU
-    /// costs tens of microseconds per message. `None` (the default): off.
-    /// Linux only; elsewhere the node starts without it and logs a warning.
+    /// Run the process's busy poller (see [`crate::busy_poll`]) with this
+    /// window: a task that keeps the runtime's thread polling for I/O,
+    /// yielding the CPU to other threads at every turn, while the node has
+    /// had activity within the window, and sleeps otherwise. It trades CPU
+    /// time for wake-up latency, which on virtual machines costs tens of
+    /// microseconds per message. `None` (the default): off.
     pub busy_poll: Option<Duration>,
 }
 
@@ -174,15 +174,13 @@ impl<R: Runtime> LocalNode<R> {
             shutdown: shutdown.clone(),
         };
         runtime.spawn(shutdown.guard(server.run(listener)));
-        let busy_poll = opts
-            .busy_poll
-            .and_then(|window| match BusyPoll::start(window) {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    warn!(node = %id, error = %e, "busy poll requested but not running");
-                    None
-                }
-            });
+        let busy_poll = opts.busy_poll.and_then(|window| {
+            let poller = BusyPoll::start(&runtime, window);
+            if poller.is_none() {
+                warn!(node = %id, "busy poll requested, but this runtime cannot poll its reactor on a yield");
+            }
+            poller
+        });
         info!(node = %id, %addr, role = ?config.role(), busy_poll = ?opts.busy_poll, "node started");
         Ok(LocalNode {
             runtime,

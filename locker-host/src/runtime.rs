@@ -28,6 +28,16 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Resolves at `at` (at once if it has passed).
     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send + 'static;
 
+    /// A yield after which the runtime has run its other ready tasks and
+    /// polled its reactor for I/O without blocking (tokio's `yield_now`
+    /// does both), if it has one: the [`busy_poll`](crate::busy_poll)
+    /// poller's step. `None`, the default: the poller does not run on this
+    /// runtime (a plain yield would keep its executor too busy to poll the
+    /// reactor, and slow every message down).
+    fn yield_polling_io(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        None::<std::future::Ready<()>>
+    }
+
     /// Adopts a bound standard listener (so callers can choose the address,
     /// reuse it after a restart, or learn the port before starting a node).
     fn listen(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener>;

@@ -34,6 +34,11 @@ impl Runtime for TokioRuntime {
         tokio::time::sleep_until(at.into())
     }
 
+    fn yield_polling_io(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        // Resumes only after the scheduler has polled its I/O driver.
+        Some(tokio::task::yield_now())
+    }
+
     fn listen(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
         TcpListener::from_std(listener)

@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// the thread that read it.
     #[arg(long, default_value_t = 1)]
     pub load_threads: usize,
-    /// Start the spawned nodes with `serve --busy-poll MS` and run the idle
+    /// Start the spawned nodes with `serve --busy-poll MS` and run the busy
     /// poller in this load process too (default window 5 ms): CPU time
     /// for wake-up latency, see `locker serve --help`.
     #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "5",
@@ -151,20 +151,11 @@ struct Target {
 async fn bench(args: BenchArgs, secret: Option<Vec<u8>>) -> Result<(), String> {
     let mut procs = Vec::new();
     let mut targets = Vec::new();
-    // The load process's own wake-ups count as much as the nodes'. Where
-    // the poller cannot run (not Linux), the bench runs without it, says
-    // so, and reports it off.
-    let mut busy_poll = args.busy_poll;
-    let _poller = match busy_poll.map(|ms| locker_host::BusyPoll::start(Duration::from_millis(ms)))
-    {
-        Some(Ok(handle)) => Some(handle),
-        Some(Err(e)) => {
-            eprintln!("locker bench: --busy-poll ignored: {e}");
-            busy_poll = None;
-            None
-        }
-        None => None,
-    };
+    // The load process's own wake-ups count as much as the nodes'.
+    let busy_poll = args.busy_poll;
+    let _poller = busy_poll.and_then(|ms| {
+        locker_host::BusyPoll::start(&locker_tokio::TokioRuntime, Duration::from_millis(ms))
+    });
     if args.connect.is_empty() {
         for &runtime in &args.runtime {
             let (p, addrs) = spawn_cluster(runtime, args.serve_threads, busy_poll)?;

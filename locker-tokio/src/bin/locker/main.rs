@@ -70,12 +70,12 @@ enum Cmd {
         /// cross-thread wake-ups; one thread is the fastest on small machines.
         #[arg(long)]
         threads: Option<usize>,
-        /// Spin a lowest-priority (SCHED_IDLE) thread while the node has had
-        /// traffic in the last MS milliseconds (default 5), sleeping when it
-        /// is quiet. Trades CPU time for wake-up latency: on virtual
-        /// machines waking a halted vCPU costs tens of microseconds per
-        /// message, and the spinner keeps it awake; any real work preempts
-        /// it. Off by default. Linux only (elsewhere: a warning, no effect).
+        /// Keep the node's thread polling for I/O, instead of sleeping,
+        /// while it has had traffic in the last MS milliseconds (default 5),
+        /// yielding the CPU to other threads at every turn. Trades CPU time
+        /// (the process shows a busy CPU while active) for wake-up latency,
+        /// which on virtual machines costs tens of microseconds per
+        /// message. Off by default.
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "5",
               value_parser = clap::value_parser!(u64).range(1..))]
         busy_poll: Option<u64>,
