@@ -17,7 +17,7 @@
 //! its next poll, with no wake-up at all; and since every polling process
 //! gives its CPU away at once, processes sharing a CPU take turns in a few
 //! microseconds instead of a scheduler time slice. At one client the bench
-//! went from about 4,300 to 14,000–15,500 cycles per second on two vCPUs
+//! went from 3,500–4,800 to 11,800–14,400 cycles per second on two vCPUs
 //! (BENCHMARKS.md).
 //!
 //! An earlier poller spun in a separate `SCHED_IDLE` thread to keep the
