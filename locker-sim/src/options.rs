@@ -153,6 +153,9 @@ pub struct SimOptions {
     pub crash_all_masters_at: Option<f64>,
     /// Keep a partition that isolates these nodes (by index) for the whole run.
     pub isolate_forever: Vec<usize>,
+    /// Lose every `Freed` message (a master's news that a key a waiting
+    /// lock found taken is free): breaks the handoff probe on purpose.
+    pub drop_freed: bool,
     /// The fault schedule; `None` draws it from the seed (within `faults`).
     /// An explicit schedule replaces the drawn partitions, crashes and node
     /// pauses; the steady loss, duplication, reordering, delay and skew of
@@ -187,6 +190,7 @@ impl Default for SimOptions {
             heal_in_quiet: true,
             crash_all_masters_at: None,
             isolate_forever: Vec::new(),
+            drop_freed: false,
             schedule: None,
             after_draw: false,
         }
@@ -205,7 +209,7 @@ impl SimOptions {
 
     /// The `locker-sim replay` command that reruns `seed` with these options.
     /// Options the command line cannot express (`heal_in_quiet`,
-    /// `crash_all_masters_at`, `isolate_forever`) are left out.
+    /// `crash_all_masters_at`, `isolate_forever`, `drop_freed`) are left out.
     pub fn replay_command(&self, seed: u64) -> String {
         format!("locker-sim replay --seed {seed} {}", self.flags())
     }

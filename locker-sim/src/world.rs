@@ -10,7 +10,7 @@ use locker_core::{
     Role, Time, Token,
 };
 
-use crate::checkers::{self, Report};
+use crate::checkers::{self, liveness, Report};
 use crate::clock::Clock;
 use crate::faults::{self, Fault};
 use crate::history::{Grant, History, Op, OpKind, Window};
@@ -470,6 +470,9 @@ impl World {
         while let Some(out) = self.procs[p].node.as_mut().and_then(|n| n.poll_output()) {
             match out {
                 Output::Send { to, msg } => {
+                    if self.opts.drop_freed && matches!(msg, Message::Freed { .. }) {
+                        continue;
+                    }
                     let to = (to.0 - 1) as usize;
                     let ats = self.net.plan(&mut self.rng, now, p, to);
                     if let Some((&last, rest)) = ats.as_slice().split_last() {
@@ -953,6 +956,29 @@ impl World {
                 key,
                 remote: true,
             },
+            // The handoff probe (after the convergence snapshot, which it
+            // would otherwise race): a short lease, then a waiting lock on
+            // the same key that must get it soon after the lease ends.
+            3 | 4 => {
+                let snapshot_done = self.probe_at + 1_500_000;
+                if self.now < snapshot_done {
+                    self.push(snapshot_done, Event::ProbeStep(c));
+                    return;
+                }
+                let key = format!("handoff{c}");
+                let value = format!("{key}-{}", stage - 2);
+                workload::Action {
+                    req: Request::Lock {
+                        key: key.clone().into_bytes(),
+                        value: value.clone().into_bytes(),
+                        lease: liveness::HANDOFF_LEASE,
+                        wait: Duration::from_millis(if stage == 3 { 0 } else { 3_000 }),
+                    },
+                    kind: OpKind::Lock(value),
+                    key,
+                    remote: false,
+                }
+            }
             _ => return,
         };
         self.clients[c].probe_stage = stage + 1;

@@ -99,6 +99,24 @@ fn a_majority_cut_off_forever_breaks_liveness() {
 }
 
 #[test]
+fn lost_freed_news_breaks_the_handoff_probe() {
+    let opts = SimOptions {
+        faults: faults("none"),
+        drop_freed: true,
+        ..small()
+    };
+    fires("liveness", opts.clone(), 3);
+    // Only the handoff probe: every other probe still succeeds.
+    let r = run(0, &opts, false);
+    let failures = r.report.of("liveness");
+    assert!(!failures.is_empty());
+    assert!(
+        failures.iter().all(|f| f.contains("handoff")),
+        "{failures:?}"
+    );
+}
+
+#[test]
 fn safe_configurations_pass_without_faults() {
     for seed in 0..5 {
         let r = run(

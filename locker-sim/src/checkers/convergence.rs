@@ -1,7 +1,11 @@
 //! Convergence one second into the liveness probe (nothing new is written but the probes' locks): every entry held by a quorum of
 //! masters is on every replica, and no replica keeps an entry no master has.
 //!
-//! Entries with less than 200 ms left are ignored (expiry races).
+//! Entries with less than 200 ms left are ignored (expiry races), plus what
+//! clock rates may take off a lease: a replica counts a reported remaining
+//! lease on its own clock, which may run faster than the master's by twice
+//! the drift bound (at `--drift 0.05`, a 10 s lease ends up to a second
+//! earlier on a replica: the safe direction).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,8 +13,9 @@ use std::time::Duration;
 use super::Stores;
 
 /// Lists every disagreement.
-pub fn check(s: &Stores) -> Vec<String> {
-    let margin = Duration::from_millis(200);
+pub fn check(s: &Stores, max_lease: Duration, drift: f64) -> Vec<String> {
+    let margin =
+        Duration::from_millis(200) + max_lease.mul_f64(2.0 * drift / (1.0 - drift.min(0.5)));
     let mut out = Vec::new();
     let mut count: BTreeMap<(&str, u64), usize> = BTreeMap::new();
     let mut anywhere: BTreeMap<(&str, u64), ()> = BTreeMap::new();

@@ -66,10 +66,16 @@ pub fn check_all(
     r.lin_keys = lin.keys;
     r.lin_undecided = lin.undecided;
     r.violations.insert("linearizability", lin.violations);
+    r.violations.insert(
+        "convergence",
+        convergence::check(
+            stores,
+            Duration::from_millis(o.max_lease_ms),
+            o.actual_drift(),
+        ),
+    );
     r.violations
-        .insert("convergence", convergence::check(stores));
-    r.violations
-        .insert("liveness", liveness::check(h, probe_at));
+        .insert("liveness", liveness::check(h, probe_at, o.actual_drift()));
     r.violations.insert("invariants", invariants.to_vec());
     r
 }
