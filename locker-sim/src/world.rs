@@ -971,7 +971,7 @@ impl World {
                     req: Request::Lock {
                         key: key.clone().into_bytes(),
                         value: value.clone().into_bytes(),
-                        lease: liveness::HANDOFF_LEASE,
+                        lease: liveness::handoff_lease(self.opts.max_lease_ms),
                         wait: Duration::from_millis(if stage == 3 { 0 } else { 3_000 }),
                     },
                     kind: OpKind::Lock(value),

@@ -74,8 +74,10 @@ pub fn check_all(
             o.actual_drift(),
         ),
     );
-    r.violations
-        .insert("liveness", liveness::check(h, probe_at, o.actual_drift()));
+    r.violations.insert(
+        "liveness",
+        liveness::check(h, probe_at, o.max_lease_ms, o.actual_drift()),
+    );
     r.violations.insert("invariants", invariants.to_vec());
     r
 }
