@@ -186,8 +186,9 @@ pub(crate) struct Op {
     failure: OpError,
     /// An earlier one-round attempt was applied by some masters.
     partly_applied: bool,
-    /// Backing off because the key is held at more than `n - w` masters,
-    /// which watch it for us: a [`Message::Freed`] ends the backoff.
+    /// Backing off because masters that answered `held` or `busy` (and
+    /// watch the key for us), with those known to be in quarantine, are
+    /// more than `n - w`: a [`Message::Freed`] ends the backoff.
     watching: bool,
 }
 
@@ -743,9 +744,8 @@ impl Node {
     }
 
     /// A master that told a watching lock `held` or `busy` says the key is
-    /// free there:
-    /// the lock tries again after a short jitter (other nodes' waiting locks
-    /// heard the same news).
+    /// free there: the lock tries again after a short jitter (other nodes'
+    /// waiting locks heard the same news).
     pub(crate) fn on_freed(&mut self, now: Time, from: NodeId, key: &[u8]) {
         if !self.config.masters.contains(&from) {
             return;
