@@ -226,32 +226,44 @@ async fn wait_ready(addrs: &[SocketAddr], secret: Option<&[u8]>) -> Result<(), S
     Ok(())
 }
 
-/// `c` clients each locking and releasing fresh keys for `run_for`.
-async fn lock_release(
+/// What `c` clients measured doing lock+release cycles for `run_for`.
+struct Cycles {
+    lock: Latencies,
+    cycle: Latencies,
+    errors: u64,
+    /// What the first failed operation said, so an error count can be told
+    /// apart from a refusal the workload should never see.
+    first_error: serde_json::Value,
+    secs: f64,
+}
+
+/// `c` clients each locking `key(i, n)` (client `i`'s `n`-th cycle) with
+/// its own value and releasing it with the token, for `run_for`.
+async fn cycles(
     target: &Target,
     c: usize,
     run_for: Duration,
     secret: Option<&[u8]>,
-) -> Result<serde_json::Value, String> {
+    key: impl Fn(usize, u64) -> String + Copy + Send + 'static,
+) -> Result<Cycles, String> {
     let clients = connect_all(&target.addrs, c, secret).await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
-            let mut lock_lat = Latencies::default();
-            let mut cycle_lat = Latencies::default();
-            let mut errors = 0u64;
-            let mut first_error = None;
+            let (mut lock, mut cycle) = (Latencies::default(), Latencies::default());
+            let (mut errors, mut first_error) = (0u64, None);
+            let value = format!("client-{i}");
             let mut n = 0u64;
             while start.elapsed() < run_for {
-                let key = format!("bench/{c}/{i}/{n}");
+                let key = key(i, n);
                 n += 1;
                 let t0 = Instant::now();
-                let failed = match client.lock(&key, "v", Duration::from_secs(10)).await {
+                let failed = match client.lock(&key, &value, Duration::from_secs(10)).await {
                     Ok(h) => {
-                        lock_lat.record(t0.elapsed());
-                        let released = client.release(&key, "v", Some(h.token)).await;
-                        cycle_lat.record(t0.elapsed());
+                        lock.record(t0.elapsed());
+                        let released = client.release(&key, &value, Some(h.token)).await;
+                        cycle.record(t0.elapsed());
                         released.err().map(|e| format!("release: {e}"))
                     }
                     Err(e) => Some(format!("lock: {e}")),
@@ -261,30 +273,44 @@ async fn lock_release(
                     first_error.get_or_insert(e);
                 }
             }
-            (lock_lat, cycle_lat, errors, first_error)
+            (lock, cycle, errors, first_error)
         }));
     }
-    let mut lock_lat = Latencies::default();
-    let mut cycle_lat = Latencies::default();
-    let mut errors = 0;
-    let mut first_error = None;
+    let (mut lock, mut cycle) = (Latencies::default(), Latencies::default());
+    let (mut errors, mut first_error) = (0, None);
     for t in tasks {
         let (l, cy, e, first) = t.await.map_err(|e| e.to_string())?;
-        lock_lat.merge(&l);
-        cycle_lat.merge(&cy);
+        lock.merge(&l);
+        cycle.merge(&cy);
         errors += e;
         first_error = first_error.or(first);
     }
-    let secs = start.elapsed().as_secs_f64();
-    // What the first failed operation said, so an error count can be told
-    // apart from a refusal the workload should never see.
-    let first_error = first_error.map_or(serde_json::Value::Null, serde_json::Value::String);
+    Ok(Cycles {
+        lock,
+        cycle,
+        errors,
+        first_error: first_error.map_or(serde_json::Value::Null, serde_json::Value::String),
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// `c` clients each locking and releasing fresh keys for `run_for`.
+async fn lock_release(
+    target: &Target,
+    c: usize,
+    run_for: Duration,
+    secret: Option<&[u8]>,
+) -> Result<serde_json::Value, String> {
+    let r = cycles(target, c, run_for, secret, move |i, n| {
+        format!("bench/{c}/{i}/{n}")
+    })
+    .await?;
     Ok(json!({
         "workload": "lock+release", "runtime": target.runtime, "clients": c,
-        "cycles_per_s": (cycle_lat.count() as f64 / secs).round(),
-        "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
-        "cycle_p50_us": cycle_lat.quantile_us(0.5), "cycle_p99_us": cycle_lat.quantile_us(0.99),
-        "cycles": cycle_lat.count(), "errors": errors, "first_error": first_error,
+        "cycles_per_s": (r.cycle.count() as f64 / r.secs).round(),
+        "lock_p50_us": r.lock.quantile_us(0.5), "lock_p99_us": r.lock.quantile_us(0.99),
+        "cycle_p50_us": r.cycle.quantile_us(0.5), "cycle_p99_us": r.cycle.quantile_us(0.99),
+        "cycles": r.cycle.count(), "errors": r.errors, "first_error": r.first_error,
         "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
@@ -297,52 +323,12 @@ async fn handoffs(
     run_for: Duration,
     secret: Option<&[u8]>,
 ) -> Result<serde_json::Value, String> {
-    let clients = connect_all(&target.addrs, c, secret).await?;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (i, client) in clients.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let mut lock_lat = Latencies::default();
-            let (mut errors, mut first_error) = (0u64, None);
-            let value = format!("contender-{i}");
-            while start.elapsed() < run_for {
-                let t0 = Instant::now();
-                let failed = match client
-                    .lock("bench/contended", &value, Duration::from_secs(10))
-                    .await
-                {
-                    Ok(h) => {
-                        lock_lat.record(t0.elapsed());
-                        let released = client
-                            .release("bench/contended", &value, Some(h.token))
-                            .await;
-                        released.err().map(|e| format!("release: {e}"))
-                    }
-                    Err(e) => Some(format!("lock: {e}")),
-                };
-                if let Some(e) = failed {
-                    errors += 1;
-                    first_error.get_or_insert(e);
-                }
-            }
-            (lock_lat, errors, first_error)
-        }));
-    }
-    let mut lock_lat = Latencies::default();
-    let (mut errors, mut first_error) = (0, None);
-    for t in tasks {
-        let (l, e, first) = t.await.map_err(|e| e.to_string())?;
-        lock_lat.merge(&l);
-        errors += e;
-        first_error = first_error.or(first);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let first_error = first_error.map_or(serde_json::Value::Null, serde_json::Value::String);
+    let r = cycles(target, c, run_for, secret, |_, _| "bench/contended".into()).await?;
     Ok(json!({
         "workload": "handoff", "runtime": target.runtime, "clients": c,
-        "handoffs_per_s": (lock_lat.count() as f64 / secs).round(),
-        "lock_p50_us": lock_lat.quantile_us(0.5), "lock_p99_us": lock_lat.quantile_us(0.99),
-        "handoffs": lock_lat.count(), "errors": errors, "first_error": first_error,
+        "handoffs_per_s": (r.lock.count() as f64 / r.secs).round(),
+        "lock_p50_us": r.lock.quantile_us(0.5), "lock_p99_us": r.lock.quantile_us(0.99),
+        "handoffs": r.lock.count(), "errors": r.errors, "first_error": r.first_error,
         "busy_poll": target.busy_poll.is_some(), "busy_poll_window_ms": target.busy_poll,
     }))
 }
