@@ -122,12 +122,18 @@ fn a_waiting_lock_takes_the_key_as_soon_as_it_is_released() {
     let token = c.node(1).dirty_entries(c.now)[0].1.token;
     assert!(c.release(1, "k", "holder", Some(token)).is_ok());
     let released = c.now;
+    let initial = c.node(4).config().retry.initial;
+    locked_by(&mut c, id, released + initial);
+}
+
+/// Runs until request `id` is answered, and checks that it took the key by
+/// `latest`.
+fn locked_by(c: &mut Cluster, id: locker_core::RequestId, latest: locker_core::Time) {
     let reply = c.run_until_reply(id);
     assert!(matches!(reply, Ok(Response::Locked(_))), "{reply:?}");
-    let initial = c.node(4).config().retry.initial;
     assert!(
-        c.reply_times[&id] <= released + initial,
-        "{} after {released}",
+        c.reply_times[&id] <= latest,
+        "{} after {latest}",
         c.reply_times[&id]
     );
 }
@@ -137,14 +143,8 @@ fn a_waiting_lock_takes_the_key_as_soon_as_the_lease_expires() {
     let mut c = watching_cluster();
     let id = held_with_a_waiting_lock(&mut c, secs(3));
     let expiry = c.now + secs(3);
-    let reply = c.run_until_reply(id);
-    assert!(matches!(reply, Ok(Response::Locked(_))), "{reply:?}");
     let initial = c.node(4).config().retry.initial;
-    assert!(
-        c.reply_times[&id] <= expiry + initial,
-        "{} after {expiry}",
-        c.reply_times[&id]
-    );
+    locked_by(&mut c, id, expiry + initial);
 }
 
 #[test]
@@ -155,10 +155,8 @@ fn a_waiting_lock_whose_news_is_lost_still_gets_the_key_by_polling() {
     let token = c.node(1).dirty_entries(c.now)[0].1.token;
     assert!(c.release(1, "k", "holder", Some(token)).is_ok());
     let released = c.now;
-    let reply = c.run_until_reply(id);
-    assert!(matches!(reply, Ok(Response::Locked(_))), "{reply:?}");
     let poll = c.node(4).config().retry.held_poll;
-    assert!(c.reply_times[&id] <= released + poll);
+    locked_by(&mut c, id, released + poll);
 }
 
 #[test]
@@ -186,16 +184,10 @@ fn a_lock_waiting_behind_an_abandoned_promise_takes_the_key_when_it_expires() {
     let granted = c.now;
     let start = c.log.len();
     let id = c.submit(4, lock_req("k", "waiter", secs(5), secs(5)));
-    let reply = c.run_until_reply(id);
-    assert!(matches!(reply, Ok(Response::Locked(_))), "{reply:?}");
     let config = c.node(4).config().clone();
     let expiry = granted + config.promise_timeout;
+    locked_by(&mut c, id, expiry + config.retry.initial);
     assert!(c.reply_times[&id] >= expiry);
-    assert!(
-        c.reply_times[&id] <= expiry + config.retry.initial,
-        "{} for promises expiring at {expiry}",
-        c.reply_times[&id]
-    );
     // One attempt told `busy`, and the one after the news.
     assert_eq!(asked(&c, start, 4, 1), 2);
 }
