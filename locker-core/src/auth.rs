@@ -2,7 +2,7 @@
 //! with HMAC-SHA256 over nonces from both sides. The secret never travels.
 //!
 //! Sans-IO: the caller supplies the nonces (from its own random source) and
-//! moves the [`Envelope`](crate::envelope::Envelope)s.
+//! moves the [`Envelope`]s.
 //!
 //! 1. connector → `Hello { who, nonce: c }`
 //! 2. acceptor → `Challenge { nonce: s, proof: HMAC(secret, "acceptor" | c | s) }`

@@ -38,8 +38,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `conformance` feature, [`conformance`] holds the scenarios every
-//! adapter must pass, and [`conformance_suite!`] turns them into tests.
+//! With the `conformance` feature, the `conformance` module holds the
+//! scenarios every adapter must pass, and the `conformance_suite!` macro
+//! turns them into tests.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
