@@ -76,6 +76,10 @@ pub enum Event {
     },
 }
 
+/// When the convergence snapshot is taken, after the liveness probe starts
+/// (µs): the probes' own locks are the only writes by then.
+const SNAPSHOT_AFTER_PROBE_US: u64 = 1_000_000;
+
 struct Proc {
     node: Option<Node>,
     config: Config,
@@ -286,7 +290,10 @@ impl World {
         }
         world.push(quiet_at, Event::Fault(Fault::QuietStart));
         world.push(probe_at, Event::Fault(Fault::Probe));
-        world.push(probe_at + 1_000_000, Event::Fault(Fault::Snapshot));
+        world.push(
+            probe_at + SNAPSHOT_AFTER_PROBE_US,
+            Event::Fault(Fault::Snapshot),
+        );
         world
     }
 
@@ -960,7 +967,7 @@ impl World {
             // would otherwise race): a short lease, then a waiting lock on
             // the same key that must get it soon after the lease ends.
             3 | 4 => {
-                let snapshot_done = self.probe_at + 1_500_000;
+                let snapshot_done = self.probe_at + SNAPSHOT_AFTER_PROBE_US + 500_000;
                 if self.now < snapshot_done {
                     self.push(snapshot_done, Event::ProbeStep(c));
                     return;
