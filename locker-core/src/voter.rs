@@ -161,10 +161,7 @@ impl Node {
             return self.answer(from, op, Ok(Ack::Done));
         }
         // Only under this op's live promise: a late commit is never applied.
-        let promise = self.promises.take(&key, op, now);
-        if promise.is_some() {
-            self.waiters.key_changed(&key);
-        }
+        let promise = self.take_promise(&key, op, now);
         if let (Some(p), Write::Create { token, .. }) = (&promise, &write) {
             // The coordinator chose the token from grants that did not
             // include this one (a late prepare): a later tenure may have
@@ -306,9 +303,17 @@ impl Node {
     }
 
     pub(crate) fn on_abort(&mut self, now: Time, op: OpId, key: &[u8]) {
-        if self.promises.take(key, op, now).is_some() {
+        self.take_promise(key, op, now);
+    }
+
+    /// Takes `op`'s live promise on `key`, if any: a lock watching the key
+    /// hears of it once the key is free.
+    fn take_promise(&mut self, key: &[u8], op: OpId, now: Time) -> Option<Promise> {
+        let promise = self.promises.take(key, op, now);
+        if promise.is_some() {
             self.waiters.key_changed(key);
         }
+        promise
     }
 
     #[allow(clippy::too_many_arguments)]
