@@ -80,6 +80,10 @@ pub struct Status {
     pub summary: Summary,
     /// The node's role.
     pub role: Role,
+    /// Whether the node reaches a quorum of masters over its links (itself
+    /// included, if it is a master out of quarantine): writes through it can
+    /// succeed.
+    pub ready: bool,
     /// Each peer and whether the outbound link to it is up.
     pub links: Vec<(NodeId, bool)>,
     /// The adapter's counters, by name.

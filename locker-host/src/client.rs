@@ -18,10 +18,22 @@ use crate::error::Error;
 use crate::guard::LeaseGuard;
 use crate::outbox::Outbox;
 use crate::registry::{name_key, Consistency};
-use crate::runtime::Runtime;
+use crate::runtime::{timeout_at, Runtime};
+use crate::signal::Shutdown;
 
 /// The lease of [`Client::lag`]'s probe key.
 const LAG_LEASE: Duration = Duration::from_secs(1);
+
+/// How long past a request's own bound (its wait, or its timeout) a client
+/// waits for the answer before it gives up with [`Error::Timeout`]. The
+/// node answers every request by that bound; the grace covers the network
+/// and a loaded node, and ends calls to a node that stays silent.
+pub const REPLY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a membership change may take before its answer: proposals
+/// retried against contending proposers, then the announcement's resends
+/// (each a few RPC timeouts at the default timings).
+const MEMBERSHIP_CHANGE_BOUND: Duration = Duration::from_secs(20);
 /// A lease as its holder sees it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -95,7 +107,9 @@ impl ReplySlot {
 }
 
 enum Transport {
-    Embedded(async_channel::Sender<Input>),
+    /// Straight to a node in this process; `Shutdown` is the node's, so a
+    /// call ends when the node stops.
+    Embedded(async_channel::Sender<Input>, Shutdown),
     Remote {
         outbox: Arc<Outbox>,
         pending: Pending,
@@ -146,10 +160,14 @@ impl<R: Runtime + Default> Client<R> {
 }
 
 impl<R: Runtime> Client<R> {
-    pub(crate) fn embedded(runtime: R, input: async_channel::Sender<Input>) -> Client<R> {
+    pub(crate) fn embedded(
+        runtime: R,
+        input: async_channel::Sender<Input>,
+        node_shutdown: Shutdown,
+    ) -> Client<R> {
         Client {
             runtime,
-            transport: Arc::new(Transport::Embedded(input)),
+            transport: Arc::new(Transport::Embedded(input, node_shutdown)),
             wait: Duration::from_secs(5),
         }
     }
@@ -217,19 +235,41 @@ impl<R: Runtime> Client<R> {
         self
     }
 
-    async fn roundtrip(&self, make: impl FnOnce(u64) -> Envelope) -> Result<Envelope, Error> {
+    /// Sends one envelope and waits for its answer, for at most `bound`
+    /// plus [`REPLY_GRACE`]: every call ends, whatever the node does.
+    async fn roundtrip(
+        &self,
+        bound: Duration,
+        make: impl FnOnce(u64) -> Envelope,
+    ) -> Result<Envelope, Error> {
+        let deadline = Instant::now() + bound + REPLY_GRACE;
+        timeout_at(&self.runtime, deadline, self.exchange(make))
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+
+    async fn exchange(&self, make: impl FnOnce(u64) -> Envelope) -> Result<Envelope, Error> {
         match &*self.transport {
-            Transport::Embedded(input) => {
+            Transport::Embedded(input, node_shutdown) => {
                 let (tx, rx) = async_channel::bounded(1);
                 let env = make(0);
-                input
-                    .send(Input::Request {
-                        env,
-                        reply: ReplyTo::Local(tx),
-                    })
-                    .await
-                    .map_err(|_| Error::Closed)?;
-                rx.recv().await.map_err(|_| Error::Closed)
+                let call = async {
+                    input
+                        .send(Input::Request {
+                            env,
+                            reply: ReplyTo::Local(tx),
+                        })
+                        .await
+                        .map_err(|_| Error::Closed)?;
+                    rx.recv().await.map_err(|_| Error::Closed)
+                };
+                // A node that stopped drops what it held, but a request can
+                // still be on its way in: the shutdown ends the call too.
+                futures_lite::future::or(call, async {
+                    node_shutdown.wait().await;
+                    Err(Error::Closed)
+                })
+                .await
             }
             Transport::Remote {
                 outbox,
@@ -254,8 +294,9 @@ impl<R: Runtime> Client<R> {
 
     /// Sends any request and returns the node's answer.
     pub async fn request(&self, request: Request) -> Result<Reply, Error> {
+        let bound = request_bound(&request);
         match self
-            .roundtrip(|id| Envelope::ClientRequest { id, request })
+            .roundtrip(bound, |id| Envelope::ClientRequest { id, request })
             .await?
         {
             Envelope::ClientReply { reply, .. } => Ok(reply),
@@ -269,7 +310,10 @@ impl<R: Runtime> Client<R> {
 
     /// The node's status: summary, links and counters.
     pub async fn status(&self) -> Result<Status, Error> {
-        match self.roundtrip(|id| Envelope::StatusRequest { id }).await? {
+        match self
+            .roundtrip(Duration::ZERO, |id| Envelope::StatusRequest { id })
+            .await?
+        {
             Envelope::StatusReply { status, .. } => Ok(status),
             _ => Err(Error::Unexpected),
         }
@@ -520,6 +564,22 @@ impl<R: Runtime> Client<R> {
     /// Removes `name` if it is registered with `value`.
     pub async fn unregister_name(&self, name: &str, value: impl AsRef<[u8]>) -> Result<(), Error> {
         self.release(name_key(name), value, None).await
+    }
+}
+
+/// How long the node may take to answer `request` by its own terms: the
+/// wait of an operation that retries, the timeout of a wait, nothing for the
+/// rest (answered at once, or after one quorum round).
+fn request_bound(request: &Request) -> Duration {
+    match request {
+        Request::Lock { wait, .. }
+        | Request::Extend { wait, .. }
+        | Request::Update { wait, .. }
+        | Request::Release { wait, .. }
+        | Request::Read { wait, .. } => *wait,
+        Request::WaitFor { timeout, .. } | Request::WaitForRelease { timeout, .. } => *timeout,
+        Request::SetNodes { .. } | Request::SetW { .. } => MEMBERSHIP_CHANGE_BOUND,
+        _ => Duration::ZERO,
     }
 }
 

@@ -20,17 +20,18 @@ use event_listener::Event;
 use locker_core::envelope::{Envelope, Status};
 use locker_core::{Node, NodeId, Output, RequestId, Time};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, error};
 
 use crate::busy_poll;
 use crate::counters::{bump, Counters};
+use crate::fatal::{FatalError, Stopped};
 use crate::outbox::Outbox;
-use crate::persist;
+use crate::persist::{DataDir, State};
 use crate::runtime::Runtime;
+use crate::signal::Shutdown;
 
 /// Queue bound of the driver's inbox.
 pub(crate) const INBOX: usize = 16384;
@@ -115,7 +116,15 @@ pub(crate) struct Driver {
     pub links: HashMap<NodeId, Slot>,
     pub link_state: Vec<(NodeId, Arc<AtomicBool>)>,
     pub counters: Arc<Counters>,
-    pub data_dir: Option<PathBuf>,
+    /// The data directory and what was last written to it.
+    pub storage: Option<(DataDir, State)>,
+    /// Raised to stop every task of the node (after a fatal error).
+    shutdown: Shutdown,
+    /// Where a fatal error is reported.
+    stopped: Stopped,
+    /// A fatal error stopped the node: the core is never run again, so
+    /// nothing that depends on the failed step is revealed.
+    halted: bool,
     pending: HashMap<u64, (u64, ReplyTo)>,
     next_request: u64,
     dirty: Dirty,
@@ -195,9 +204,23 @@ impl SharedDriver {
     }
 
     fn lock(&self) -> MutexGuard<'_, Driver> {
-        // The core's methods do not panic on any input; should one anyway,
-        // the node keeps serving with the state it left.
-        self.driver.lock().unwrap_or_else(|e| e.into_inner())
+        match self.driver.lock() {
+            Ok(driver) => driver,
+            Err(poisoned) => {
+                // A task panicked while the core ran: the core's state may be
+                // half updated, so the node stops instead of serving from it.
+                let mut driver = poisoned.into_inner();
+                if !driver.halted {
+                    driver.halt(FatalError::Panicked);
+                }
+                driver
+            }
+        }
+    }
+
+    /// See [`LocalNode::is_ready`](crate::LocalNode::is_ready).
+    pub fn is_ready(&self) -> bool {
+        self.lock().is_ready()
     }
 
     /// Runs `feed` on the locked driver, then writes its outputs after
@@ -299,14 +322,23 @@ impl SharedDriver {
 }
 
 impl Driver {
-    pub fn new(node: Node, start: Instant, counters: Arc<Counters>) -> Driver {
+    pub fn new(
+        node: Node,
+        start: Instant,
+        counters: Arc<Counters>,
+        shutdown: Shutdown,
+        stopped: Stopped,
+    ) -> Driver {
         Driver {
             node,
             start,
             links: HashMap::new(),
             link_state: Vec::new(),
             counters,
-            data_dir: None,
+            storage: None,
+            shutdown,
+            stopped,
+            halted: false,
             pending: HashMap::new(),
             next_request: 0,
             dirty: Dirty::default(),
@@ -320,13 +352,75 @@ impl Driver {
     }
 
     fn timeout(&mut self) {
+        if self.halted {
+            return;
+        }
         let now = self.now();
         self.node.handle_timeout(now);
         self.drain();
     }
 
+    /// Whether a write through this node can find a quorum of masters now:
+    /// it is not a quarantined master, and the masters it reaches (over the
+    /// links that are up, and itself if a master) are a quorum.
+    fn is_ready(&self) -> bool {
+        if self.halted {
+            return false;
+        }
+        let config = self.node.config();
+        let me = config.id;
+        if self.node.is_recovering(self.now()) {
+            // A quarantined master has just started, and so may its peers.
+            return false;
+        }
+        let mut reachable = config
+            .masters
+            .iter()
+            .filter(|m| {
+                **m != me
+                    && self
+                        .link_state
+                        .iter()
+                        .any(|(peer, up)| peer == *m && up.load(Ordering::Relaxed))
+            })
+            .count();
+        if config.masters.contains(&me) {
+            reachable += 1;
+        }
+        reachable >= config.w
+    }
+
+    /// Stops the node for good after `error`: the core is not run again, no
+    /// later output is performed, waiting requests end (their senders are
+    /// dropped), and every task of the node is told to stop.
+    fn halt(&mut self, error: FatalError) {
+        error!(node = %self.node.id(), error = %error, "stopping the node");
+        self.halted = true;
+        while self.node.poll_output().is_some() {}
+        self.pending.clear();
+        self.stopped.set(error);
+        self.shutdown.raise();
+    }
+
+    /// Writes `change` of the persisted state through to the data directory
+    /// (if any). False when the write failed: the node has halted.
+    fn persist(&mut self, change: impl FnOnce(&mut State)) -> bool {
+        let Some((dir, state)) = &mut self.storage else {
+            return true;
+        };
+        change(state);
+        match dir.store(state) {
+            Ok(()) => true,
+            Err(e) => {
+                self.halt(FatalError::Storage(e));
+                false
+            }
+        }
+    }
+
     fn status(&self) -> Status {
         Status {
+            ready: self.is_ready(),
             summary: self.node.summary(self.now()),
             role: self.node.role(),
             links: self
@@ -352,6 +446,9 @@ impl Driver {
 
     /// Feeds one input to the core and queues its outputs.
     pub(crate) fn handle(&mut self, input: Input) {
+        if self.halted {
+            return;
+        }
         let now = self.now();
         match input {
             Input::Peer { from, msg } => self.node.handle_message(now, from, msg),
@@ -390,20 +487,17 @@ impl Driver {
                         );
                     }
                 }
+                // Rare (once per token block, once per membership step or
+                // vote) and must finish before any later output: a blocking
+                // write is the rule here, and a failed one stops the node.
                 Output::PersistTokenCeiling(token) => {
-                    if let Some(dir) = &self.data_dir {
-                        // Rare (once per token block) and must finish before
-                        // any later output: a blocking write is the rule here.
-                        if let Err(e) = persist::write_ceiling(dir, token) {
-                            warn!(error = %e, "could not persist the token ceiling");
-                        }
+                    if !self.persist(|s| s.ceiling = Some(token)) {
+                        return;
                     }
                 }
                 Output::PersistMembership(membership) => {
-                    if let Some(dir) = &self.data_dir {
-                        if let Err(e) = persist::write_membership(dir, &membership) {
-                            warn!(error = %e, "could not persist the membership");
-                        }
+                    if !self.persist(|s| s.membership = Some(*membership)) {
+                        return;
                     }
                 }
             }

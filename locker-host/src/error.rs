@@ -19,6 +19,11 @@ pub enum Error {
     /// The node closed the connection or stopped before answering.
     #[error("the node closed the connection before answering")]
     Closed,
+    /// The node did not answer in time (its own bound plus
+    /// [`REPLY_GRACE`](crate::client::REPLY_GRACE)): it may be overloaded,
+    /// paused or partitioned. The operation may or may not have taken effect.
+    #[error("the node did not answer in time")]
+    Timeout,
     /// The node answered with something this request cannot produce (a bug).
     #[error("unexpected answer from the node")]
     Unexpected,

@@ -27,12 +27,17 @@
 //! ```no_run
 //! # async fn f<R: locker_host::Runtime + Default>() -> Result<(), Box<dyn std::error::Error>> {
 //! use locker_core::{Config, NodeId};
-//! use locker_host::{LocalNode, NodeOptions, Runtime};
+//! use locker_host::{LocalNode, NodeOptions, Runtime, StartMode};
 //! use std::collections::HashMap;
 //! let runtime = R::default();
 //! let listener = runtime.listen(std::net::TcpListener::bind("127.0.0.1:0")?)?;
 //! let config = Config::new(NodeId(1), vec![NodeId(1)], vec![]);
-//! let node = LocalNode::start_on(runtime, listener, NodeOptions::new(config, HashMap::new())).await?;
+//! let mut opts = NodeOptions::new(config, HashMap::new());
+//! opts.data_dir = Some("/var/lib/locker/n1".into());
+//! // The first start of a new cluster; drop this line for every later start
+//! // (the node then waits out its quarantine before voting).
+//! opts.start = StartMode::Bootstrap;
+//! let node = LocalNode::start_on(runtime, listener, opts).await?;
 //! let held = node.client().lock("door", "me", std::time::Duration::from_secs(5)).await?;
 //! assert!(held.token.0 >= 1);
 //! # Ok(()) }
@@ -51,6 +56,7 @@ pub mod conn;
 pub mod counters;
 mod driver;
 pub mod error;
+mod fatal;
 pub mod framing;
 pub mod guard;
 pub mod lease;
@@ -70,9 +76,11 @@ pub use busy_poll::BusyPoll;
 pub use client::{Client, Held};
 pub use counters::Counters;
 pub use error::Error;
+pub use fatal::FatalError;
 pub use guard::LeaseGuard;
 pub use lease::LeaseState;
-pub use node::{LocalNode, NodeOptions, StartError};
+pub use node::{LocalNode, NodeOptions, StartError, StartMode};
+pub use persist::{StateError, STATE_FILE};
 pub use registry::Consistency;
 pub use runtime::Runtime;
 pub use signal::{Watch, WatchClosed};

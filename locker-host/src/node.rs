@@ -1,5 +1,17 @@
 //! A running node: starts the driver task, the accept loop and one outbound
 //! link per peer on the given runtime.
+//!
+//! # How a node starts
+//!
+//! A master that lost its memory must not vote before every lease it could
+//! have granted has expired, or a second holder could get a held key (and
+//! the same token). A host cannot tell from the outside whether a node ever
+//! voted, so the safe start is the default: [`StartMode::Restart`] starts
+//! every master quarantined (for [`Config::quarantine`]), with or without a
+//! data directory. Only [`StartMode::Bootstrap`], the explicit first start of
+//! a brand-new cluster, votes at once, and it is refused on a data directory
+//! that already holds this node's state. Unreadable or damaged state is a
+//! start error ([`StartError::State`]), never "nothing persisted".
 
 use locker_core::wire::DEFAULT_MAX_FRAME;
 use locker_core::{Config, ConfigError, Node, NodeId, Time};
@@ -11,12 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+use crate::fatal::{FatalError, Stopped};
+use crate::persist::{DataDir, StateError};
+
 use crate::busy_poll::BusyPoll;
 use crate::client::Client;
 use crate::counters::Counters;
 use crate::driver::{Driver, Input, SharedDriver, Slot, INBOX};
 use crate::link::Link;
-use crate::persist;
 use crate::runtime::Runtime;
 use crate::server::Server;
 use crate::signal::Shutdown;
@@ -31,10 +45,13 @@ pub struct NodeOptions {
     /// The cluster secret; `None` only on loopback.
     pub secret: Option<Vec<u8>>,
     /// Where to persist the token ceiling and the applied membership; `None`
-    /// runs without those guarantees.
+    /// runs without those guarantees (fencing tokens then stay increasing
+    /// across restarts only while a majority of the masters keeps its memory).
     pub data_dir: Option<PathBuf>,
-    /// Start as a node that lost its memory (quarantine), as after a crash.
-    pub restarted: bool,
+    /// Whether this is the first start of a brand-new cluster
+    /// ([`StartMode::Bootstrap`]) or any other start ([`StartMode::Restart`],
+    /// the default: quarantined if a master).
+    pub start: StartMode,
     /// Largest accepted frame.
     pub max_frame: usize,
     /// Run the process's busy poller (see [`crate::busy_poll`]) with this
@@ -47,18 +64,39 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    /// Options with defaults: no secret, no data dir, fresh start.
+    /// Options with defaults: no secret, no data dir, and the safe start
+    /// ([`StartMode::Restart`]: a master waits out its quarantine before it
+    /// votes). Set [`NodeOptions::start`] to [`StartMode::Bootstrap`] for the
+    /// first start of a new cluster.
     pub fn new(config: Config, addrs: HashMap<NodeId, SocketAddr>) -> NodeOptions {
         NodeOptions {
             config,
             addrs,
             secret: None,
             data_dir: None,
-            restarted: false,
+            start: StartMode::Restart,
             max_frame: DEFAULT_MAX_FRAME,
             busy_poll: None,
         }
     }
+}
+
+/// How a node starts.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum StartMode {
+    /// Any start but the very first: the node may have voted before and
+    /// forgotten it, so a master refuses to vote for
+    /// [`Config::quarantine`] (every lease it could have granted expires
+    /// meanwhile). It resumes the token ceiling and the membership from the
+    /// data directory, if there is one. The default, and always safe.
+    #[default]
+    Restart,
+    /// The first start of a node of a brand-new cluster: it never voted, so
+    /// it votes at once. Refused on a data directory that holds this node's
+    /// state. Choosing it for a node that did vote before (a restart whose
+    /// data directory was lost, say) can give a second client a held key:
+    /// it is the operator's promise that the cluster is new.
+    Bootstrap,
 }
 
 /// Why a node could not start.
@@ -78,7 +116,21 @@ pub enum StartError {
     /// A member has no address.
     #[error("no address for member {0}")]
     NoAddress(NodeId),
+    /// The data directory's state is unreadable or damaged, or cannot be
+    /// written; the message names the file and what to do.
+    #[error("data dir: {0}")]
+    State(#[from] StateError),
+    /// [`StartMode::Bootstrap`] on a data directory that holds this node's
+    /// state: this node has run before, so it is a restart.
+    #[error(
+        "{0} holds this node's state, so this is not the first start of a new cluster: \
+         start it without bootstrap (it waits out its quarantine before voting)"
+    )]
+    BootstrapOverState(PathBuf),
 }
+
+/// How often [`LocalNode::ready`] looks again.
+const READY_POLL: Duration = Duration::from_millis(10);
 
 /// A running node. Dropping the handle stops it, as [`LocalNode::shutdown`] does.
 pub struct LocalNode<R: Runtime> {
@@ -87,6 +139,8 @@ pub struct LocalNode<R: Runtime> {
     addr: SocketAddr,
     input: async_channel::Sender<Input>,
     shutdown: Shutdown,
+    stopped: Stopped,
+    driver: Arc<SharedDriver>,
     counters: Arc<Counters>,
     /// Keeps the process's idle poller running while the node lives.
     _busy_poll: Option<BusyPoll>,
@@ -115,28 +169,61 @@ impl<R: Runtime> LocalNode<R> {
         }
         let config = opts.config.clone();
         let id = config.id;
-        let (ceiling, membership) = match &opts.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                (persist::read_ceiling(dir), persist::read_membership(dir))
+        config.validate()?;
+        let data_dir = match &opts.data_dir {
+            Some(dir) => Some(DataDir::open(dir, id)?),
+            None => None,
+        };
+        let state = match &data_dir {
+            Some(dir) => dir.load()?,
+            None => None,
+        };
+        let node = match (opts.start, &state, &data_dir) {
+            (StartMode::Bootstrap, Some(_), Some(dir)) => {
+                return Err(StartError::BootstrapOverState(dir.state_path()))
             }
-            None => (None, None),
+            (StartMode::Bootstrap, _, _) => Node::new(config.clone(), Time::ZERO)?,
+            (StartMode::Restart, state, _) => {
+                let state = state.clone().unwrap_or_default();
+                Node::restarted_with(
+                    config.clone(),
+                    Time::ZERO,
+                    state.ceiling,
+                    state.membership.as_ref(),
+                )?
+            }
         };
-        let node = if opts.restarted || ceiling.is_some() || membership.is_some() {
-            Node::restarted_with(config.clone(), Time::ZERO, ceiling, membership.as_ref())?
-        } else {
-            Node::new(config.clone(), Time::ZERO)?
+        // Written at once: a directory that cannot take a write fails the
+        // start, not a later persist, and a written directory tells every
+        // later start that this node has run.
+        let storage = match data_dir {
+            Some(dir) => {
+                let state = state.unwrap_or_default();
+                dir.store(&state)?;
+                Some((dir, state))
+            }
+            None => {
+                info!(node = %id, "no data dir: the token ceiling is not persisted, so fencing tokens stay monotonic across restarts only while a majority of the masters keeps its memory");
+                None
+            }
         };
-        if opts.data_dir.is_none() {
-            info!(node = %id, "no data dir: the token ceiling is not persisted, so fencing tokens stay monotonic across restarts only while a quorum of masters keeps its memory");
+        if node.is_recovering(Time::ZERO) {
+            info!(node = %id, quarantine = ?config.quarantine(), "quarantined: this master votes once every lease it could have granted before this start has expired");
         }
         let secret: Arc<[u8]> = opts.secret.clone().unwrap_or_default().into();
         let shutdown = Shutdown::default();
+        let stopped = Stopped::default();
         let counters = Arc::new(Counters::default());
         let (input, inbox) = async_channel::bounded(INBOX);
 
-        let mut driver = Driver::new(node, Instant::now(), counters.clone());
-        driver.data_dir = opts.data_dir.clone();
+        let mut driver = Driver::new(
+            node,
+            Instant::now(),
+            counters.clone(),
+            shutdown.clone(),
+            stopped.clone(),
+        );
+        driver.storage = storage;
         for peer in config.masters.iter().chain(&config.replicas).copied() {
             if peer == id {
                 continue;
@@ -168,7 +255,7 @@ impl<R: Runtime> LocalNode<R> {
             runtime: runtime.clone(),
             known,
             secret,
-            driver,
+            driver: driver.clone(),
             counters: counters.clone(),
             max_frame: opts.max_frame,
             shutdown: shutdown.clone(),
@@ -188,6 +275,8 @@ impl<R: Runtime> LocalNode<R> {
             addr,
             input,
             shutdown,
+            stopped,
+            driver,
             counters,
             _busy_poll: busy_poll,
         })
@@ -211,7 +300,53 @@ impl<R: Runtime> LocalNode<R> {
     /// An embedded client whose own tasks (lease guards) run on another
     /// runtime: a tokio application can use a node running under smol.
     pub fn client_on<C: Runtime>(&self, runtime: C) -> Client<C> {
-        Client::embedded(runtime, self.input.clone())
+        Client::embedded(runtime, self.input.clone(), self.shutdown.clone())
+    }
+
+    /// Whether the node can serve a write now: it is not a quarantined
+    /// master, and it reaches a quorum of masters over its peer links
+    /// (itself included, if a master). A peer's own quarantine is not
+    /// visible here: a cluster whose masters all restarted is ready for
+    /// writes once each of them is. Link states and quarantines change without notice, so this
+    /// is a snapshot; see [`LocalNode::ready`] to wait.
+    pub fn is_ready(&self) -> bool {
+        self.driver.is_ready()
+    }
+
+    /// Waits until [`LocalNode::is_ready`]: the peer links to a quorum of
+    /// masters are up (and, for a master, its quarantine is over). It waits
+    /// for as long as that takes (a cluster whose majority is down is never
+    /// ready), so bound it:
+    ///
+    /// ```no_run
+    /// # async fn f<R: locker_host::Runtime>(node: &locker_host::LocalNode<R>, runtime: &R) {
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_secs(10);
+    /// if locker_host::runtime::timeout_at(runtime, deadline, node.ready()).await.is_none() {
+    ///     eprintln!("no quorum within 10 s");
+    /// }
+    /// # }
+    /// ```
+    pub async fn ready(&self) {
+        // Link states live in many tasks and quarantines end by the clock:
+        // a short poll is simpler than an event from each, and costs nothing
+        // once ready (the first look answers).
+        while !self.is_ready() && !self.shutdown.is_raised() {
+            self.runtime.sleep_until(Instant::now() + READY_POLL).await;
+        }
+    }
+
+    /// Why the node stopped itself, if it did (a failed persist, a panic in
+    /// the core). A stopped node has closed its sockets and answers nothing.
+    pub fn fatal_error(&self) -> Option<Arc<FatalError>> {
+        self.stopped.get()
+    }
+
+    /// Resolves when the node stops itself after a fatal error, with the
+    /// error; a program that runs a node should exit then (`locker serve`
+    /// does, with the error).
+    pub async fn stopped(&self) -> Arc<FatalError> {
+        self.stopped.wait().await
     }
 
     /// The adapter's counters.

@@ -39,7 +39,10 @@
 
 mod runtime;
 
-pub use locker_host::{Consistency, Error, Held, LeaseGuard, LeaseState, NodeOptions, StartError};
+pub use locker_host::{
+    Consistency, Error, FatalError, Held, LeaseGuard, LeaseState, NodeOptions, StartError,
+    StartMode, StateError,
+};
 pub use runtime::{SmolRuntime, Task};
 
 /// A running node under smol.

@@ -9,11 +9,16 @@
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use locker_core::{Config, NodeId};
-//! use locker_tokio::{LocalNode, NodeOptions};
+//! use locker_tokio::{LocalNode, NodeOptions, StartMode};
 //! use std::collections::HashMap;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let config = Config::new(NodeId(1), vec![NodeId(1)], vec![]);
-//! let node = LocalNode::start(listener, NodeOptions::new(config, HashMap::new())).await?;
+//! let mut opts = NodeOptions::new(config, HashMap::new());
+//! opts.data_dir = Some("/var/lib/locker/n1".into());
+//! // The first start of a new cluster; drop this line for every later start
+//! // (the node then waits out its quarantine before voting).
+//! opts.start = StartMode::Bootstrap;
+//! let node = LocalNode::start(listener, opts).await?;
 //! let held = node.client().lock("door", "me", std::time::Duration::from_secs(5)).await?;
 //! assert!(held.token.0 >= 1);
 //! # Ok(()) }
@@ -24,7 +29,10 @@
 
 mod runtime;
 
-pub use locker_host::{Consistency, Error, Held, LeaseGuard, LeaseState, NodeOptions, StartError};
+pub use locker_host::{
+    Consistency, Error, FatalError, Held, LeaseGuard, LeaseState, NodeOptions, StartError,
+    StartMode, StateError,
+};
 pub use runtime::TokioRuntime;
 
 /// A running node under tokio.

@@ -5,12 +5,22 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How a `serve` process starts.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Start {
+    /// The first start of a new cluster (`--bootstrap`).
+    Bootstrap,
+    /// Any later start: quarantined.
+    Restart,
+}
+
 fn serve(
     id: u64,
     listen: SocketAddr,
     masters: &str,
     secret: &std::path::Path,
-    data_dir: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+    start: Start,
 ) -> std::process::Child {
     // Node 2 runs under smol where the program can: one cluster, two runtimes.
     let runtime = if id == 2 && cfg!(feature = "smol-nodes") {
@@ -34,8 +44,9 @@ fn serve(
         .arg("--secret-file")
         .arg(secret)
         .stderr(std::process::Stdio::null());
-    if let Some(dir) = data_dir {
-        command.arg("--data-dir").arg(dir);
+    command.arg("--data-dir").arg(data_dir);
+    if start == Start::Bootstrap {
+        command.arg("--bootstrap");
     }
     command.spawn().unwrap()
 }
@@ -75,8 +86,8 @@ impl Drop for Procs {
 /// Starts three masters on free loopback ports and waits until each answers.
 /// A port found free may be taken before the node binds it (by a test
 /// running beside this one): then start again on other ports.
-fn start_cluster(secret: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
-    'attempt: for _ in 0..5 {
+fn start_cluster(secret: &std::path::Path, data: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
+    'attempt: for attempt in 0..5 {
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let masters = addrs
             .iter()
@@ -88,7 +99,10 @@ fn start_cluster(secret: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
             addrs
                 .iter()
                 .enumerate()
-                .map(|(i, a)| serve(i as u64 + 1, *a, &masters, secret, None))
+                .map(|(i, a)| {
+                    let dir = data.join(format!("attempt{attempt}-n{}", i + 1));
+                    serve(i as u64 + 1, *a, &masters, secret, &dir, Start::Bootstrap)
+                })
                 .collect(),
         );
         for (i, a) in addrs.iter().enumerate() {
@@ -115,7 +129,7 @@ fn three_serve_processes_and_the_command_line() {
     std::fs::write(&secret, format!("s3cret {}\n", std::process::id())).unwrap();
     let wrong = dir.join("wrong");
     std::fs::write(&wrong, "nope\n").unwrap();
-    let (procs, addrs) = start_cluster(&secret);
+    let (procs, addrs) = start_cluster(&secret, &dir);
     let t = Instant::now();
     let mut ok = false;
     while t.elapsed() < Duration::from_secs(10) {
@@ -191,8 +205,8 @@ fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
     let secret = dir.join("secret");
     std::fs::write(&secret, "ceiling test\n").unwrap();
     let data = dir.join("data");
-    let start = |addr: SocketAddr| {
-        let child = serve(1, addr, &format!("1={addr}"), &secret, Some(&data));
+    let start = |addr: SocketAddr, start: Start| {
+        let child = serve(1, addr, &format!("1={addr}"), &secret, &data, start);
         let procs = Procs(vec![child]);
         let t = Instant::now();
         while cli(addr, &secret, &["status"]).0 != 0 {
@@ -205,18 +219,20 @@ fn a_restarted_node_keeps_its_token_ceiling_and_is_quarantined() {
         procs
     };
     let addr = free_addr();
-    let first = start(addr);
+    let first = start(addr, Start::Bootstrap);
     let (code, v) = cli(addr, &secret, &["lock", "k", "a", "--lease-ms", "1000"]);
     assert_eq!(code, 0, "{v}");
     let token = v["token"].as_u64().unwrap();
-    let ceiling: u64 = std::fs::read_to_string(data.join("token-ceiling"))
-        .unwrap()
-        .trim()
+    let state = std::fs::read_to_string(data.join("state")).unwrap();
+    let ceiling: u64 = state
+        .lines()
+        .find_map(|l| l.strip_prefix("ceiling "))
+        .expect("a ceiling line")
         .parse()
         .unwrap();
     assert!(ceiling >= token, "ceiling {ceiling} below token {token}");
     drop(first);
-    let _second = start(addr);
+    let _second = start(addr, Start::Restart);
     let (code, v) = cli(addr, &secret, &["status"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["recovering"], true, "{v}");
@@ -270,4 +286,116 @@ fn bench_and_serve_accept_busy_poll() {
         assert_eq!(v["busy_poll"], true, "{v}");
         assert_eq!(v["busy_poll_window_ms"], 2, "{v}");
     }
+}
+
+/// Runs `locker` with `args`; its exit code, stdout as JSON and stderr.
+fn run(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
+        .args(args)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+/// `serve` needs a data dir (or an explicit `--no-data-dir`), refuses
+/// `--bootstrap` on a directory that holds state and a damaged state file,
+/// naming the file.
+#[test]
+fn serve_refuses_starts_that_could_be_unsafe() {
+    let dir = std::env::temp_dir().join(format!("locker-starts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = free_addr().to_string();
+    let masters = format!("1={addr}");
+    let base = [
+        "serve",
+        "--id",
+        "1",
+        "--listen",
+        &addr,
+        "--masters",
+        &masters,
+    ];
+    let (code, v, _) = run(&base);
+    assert_eq!((code, v["error"].as_str()), (2, Some("usage")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("--data-dir"), "{v}");
+    let (code, _, stderr) = run(&[&base[..], &["--bootstrap"]].concat());
+    assert_eq!(code, 2, "--bootstrap without --data-dir: {stderr}");
+
+    // A node that ran once: its data dir holds state.
+    let data = dir.join("n1");
+    let data_arg = data.to_str().unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "starts\n").unwrap();
+    let first = Procs(vec![serve(
+        1,
+        addr.parse().unwrap(),
+        &masters,
+        &secret,
+        &data,
+        Start::Bootstrap,
+    )]);
+    let t = Instant::now();
+    while !data.join("state").exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no state written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(first);
+    let with_dir = [&base[..], &["--data-dir", data_arg]].concat();
+    let (code, v, _) = run(&[&with_dir[..], &["--bootstrap"]].concat());
+    assert_eq!(code, 2, "bootstrap over state: {v}");
+    assert!(v["message"].as_str().unwrap().contains("state"), "{v}");
+    for garbage in ["", "ceiling 5\n", "\u{1}\u{2}garbage"] {
+        std::fs::write(data.join("state"), garbage).unwrap();
+        let (code, v, _) = run(&with_dir);
+        assert_eq!(code, 2, "state {garbage:?}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&data.join("state").display().to_string()),
+            "{msg}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node that completes the handshake and then never answers: every
+/// command ends, by `--timeout-ms` or by its default deadline, with exit 2.
+#[test]
+fn commands_end_against_a_node_that_stays_silent() {
+    use locker_host::Runtime;
+    use locker_tokio::TokioRuntime;
+    let dir = std::env::temp_dir().join(format!("locker-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "silent").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listener = rt
+        .block_on(async { TokioRuntime.listen(std_listener) })
+        .unwrap();
+    rt.spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((r, w, _)) = TokioRuntime::accept(&listener).await else {
+                return;
+            };
+            let shook = locker_host::conn::accept(&TokioRuntime, r, w, b"silent", 1 << 20).await;
+            // Keep the connection open and say nothing.
+            held.push(shook);
+        }
+    });
+    let t = Instant::now();
+    let (code, v) = cli(addr, &secret, &["--timeout-ms", "1000", "read", "k"]);
+    assert_eq!((code, v["error"].as_str()), (2, Some("timeout")), "{v}");
+    let (code, v) = cli(
+        addr,
+        &secret,
+        &["lock", "k", "a", "--lease-ms", "1000", "--wait-ms", "200"],
+    );
+    assert_eq!((code, v["error"].as_str()), (2, Some("timeout")), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,12 +5,13 @@ use locker_core::{Config, NodeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::runtime::{timeout_at, Runtime};
-use crate::{Client, LocalNode, NodeOptions};
+use crate::{Client, FatalError, LocalNode, NodeOptions, StartError, StartMode};
 
 /// The cluster secret of every scenario.
 pub const SECRET: &[u8] = b"conformance secret";
@@ -26,6 +27,12 @@ pub trait RunningNode<R: Runtime>: Send + Sync {
     fn client(&self) -> Client<R>;
     /// Stops the node like a crash.
     fn shutdown(&self);
+    /// Why the node stopped itself, if it did.
+    fn fatal_error(&self) -> Option<Arc<FatalError>>;
+    /// Whether it reaches a quorum.
+    fn is_ready(&self) -> bool;
+    /// Waits until it reaches a quorum.
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 struct Hosted<S: Runtime, R: Runtime> {
@@ -40,14 +47,23 @@ impl<S: Runtime, R: Runtime> RunningNode<R> for Hosted<S, R> {
     fn shutdown(&self) {
         self.node.shutdown();
     }
+    fn fatal_error(&self) -> Option<Arc<FatalError>> {
+        self.node.fatal_error()
+    }
+    fn is_ready(&self) -> bool {
+        self.node.is_ready()
+    }
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.node.ready())
+    }
 }
+
+/// A node started, or why it could not start.
+pub type Started<R> = Result<Box<dyn RunningNode<R>>, StartError>;
 
 /// Starts one node on a listener bound to its address.
 pub type Place<R> = Arc<
-    dyn Fn(
-            std::net::TcpListener,
-            NodeOptions,
-        ) -> Pin<Box<dyn Future<Output = Box<dyn RunningNode<R>>> + Send>>
+    dyn Fn(std::net::TcpListener, NodeOptions) -> Pin<Box<dyn Future<Output = Started<R>> + Send>>
         + Send
         + Sync,
 >;
@@ -60,14 +76,12 @@ pub fn node_on<S: Runtime, R: Runtime>(node_runtime: S, client_runtime: R) -> Pl
     Arc::new(move |listener, opts| {
         let (node_runtime, client_runtime) = (node_runtime.clone(), client_runtime.clone());
         Box::pin(async move {
-            let listener = node_runtime.listen(listener).expect("adopt the listener");
-            let node = LocalNode::start_on(node_runtime, listener, opts)
-                .await
-                .expect("start the node");
-            Box::new(Hosted {
+            let listener = node_runtime.listen(listener)?;
+            let node = LocalNode::start_on(node_runtime, listener, opts).await?;
+            Ok(Box::new(Hosted {
                 node,
                 client_runtime,
-            }) as Box<dyn RunningNode<R>>
+            }) as Box<dyn RunningNode<R>>)
         })
     })
 }
@@ -101,6 +115,20 @@ pub struct Cluster<R: Runtime> {
     masters: Vec<NodeId>,
     replicas: Vec<NodeId>,
     secrets: HashMap<NodeId, Vec<u8>>,
+    /// Holds every node's data directory (`n<id>`), removed on drop.
+    data_root: PathBuf,
+}
+
+/// How a node is (re)started.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// With its data directory as it was left.
+    WithState,
+    /// With no data directory at all.
+    WithoutState,
+    /// With its data directory, but claiming to be the first start of a
+    /// new cluster ([`StartMode::Bootstrap`]): refused.
+    AsNewCluster,
 }
 
 impl<R: Runtime> Cluster<R> {
@@ -115,6 +143,16 @@ impl<R: Runtime> Cluster<R> {
             Self::start_with_secrets(runtime, placement, masters, replicas, HashMap::new()).await;
         c.wait_links().await;
         c
+    }
+
+    /// Starts a cluster and returns at once: links may still be coming up.
+    pub async fn start_unready(
+        runtime: R,
+        placement: Placement<R>,
+        masters: u64,
+        replicas: u64,
+    ) -> Cluster<R> {
+        Self::start_with_secrets(runtime, placement, masters, replicas, HashMap::new()).await
     }
 
     /// Starts a cluster where the nodes in `secrets` use their own secret
@@ -135,6 +173,11 @@ impl<R: Runtime> Cluster<R> {
             addrs.insert(*id, l.local_addr().expect("bound address"));
             listeners.push((*id, l));
         }
+        let data_root = std::env::temp_dir().join(format!(
+            "locker-conformance-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut c = Cluster {
             runtime,
             placement,
@@ -143,31 +186,43 @@ impl<R: Runtime> Cluster<R> {
             masters: ms,
             replicas: rs,
             secrets,
+            data_root,
         };
         for (id, l) in listeners {
-            let node = c.start_node(id, l, false).await;
+            let dir = Some(c.data_dir(id));
+            let node = c
+                .start_node(id, l, StartMode::Bootstrap, dir)
+                .await
+                .expect("start the node");
             c.nodes.push(Some(node));
         }
         c
+    }
+
+    /// Node `id`'s data directory (it may not exist).
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.data_root.join(format!("n{}", id.0))
     }
 
     async fn start_node(
         &self,
         id: NodeId,
         listener: std::net::TcpListener,
-        restarted: bool,
-    ) -> Box<dyn RunningNode<R>> {
+        start: StartMode,
+        data_dir: Option<PathBuf>,
+    ) -> Started<R> {
         let mut config = Config::new(id, self.masters.clone(), self.replicas.clone());
         config.seed = rand::random();
         config.max_lease = MAX_LEASE;
         let mut opts = NodeOptions::new(config, self.addrs.clone());
         opts.secret = Some(self.secrets.get(&id).map_or(SECRET, |s| s).to_vec());
-        opts.restarted = restarted;
+        opts.start = start;
+        opts.data_dir = data_dir;
         (self.placement)(id)(listener, opts).await
     }
 
     /// The node with id `i + 1`.
-    fn node(&self, i: usize) -> &dyn RunningNode<R> {
+    pub fn node(&self, i: usize) -> &dyn RunningNode<R> {
         self.nodes[i].as_deref().expect("the node is running")
     }
 
@@ -223,8 +278,17 @@ impl<R: Runtime> Cluster<R> {
         }
     }
 
-    /// Starts node `i + 1` again on its address, with no memory.
+    /// Starts node `i + 1` again on its address, with no memory of what it
+    /// stored or promised: as after `kill -9` and a start of the program.
     pub async fn restart(&mut self, i: usize) {
+        self.restart_with(i, Restart::WithState)
+            .await
+            .expect("restart the node");
+    }
+
+    /// [`Cluster::restart`], with or without its data directory; the start
+    /// error, if the node refuses to start.
+    pub async fn restart_with(&mut self, i: usize, how: Restart) -> Result<(), StartError> {
         let id = NodeId(i as u64 + 1);
         let addr = self.addrs[&id];
         // The killed node's listener closes once its task is dropped.
@@ -236,8 +300,14 @@ impl<R: Runtime> Cluster<R> {
                 Err(_) => sleep(&self.runtime, Duration::from_millis(10)).await,
             }
         };
-        let node = self.start_node(id, listener, true).await;
+        let (mode, dir) = match how {
+            Restart::WithState => (StartMode::Restart, Some(self.data_dir(id))),
+            Restart::WithoutState => (StartMode::Restart, None),
+            Restart::AsNewCluster => (StartMode::Bootstrap, Some(self.data_dir(id))),
+        };
+        let node = self.start_node(id, listener, mode, dir).await?;
         self.nodes[i] = Some(node);
+        Ok(())
     }
 }
 
@@ -246,5 +316,6 @@ impl<R: Runtime> Drop for Cluster<R> {
         for n in self.nodes.iter().flatten() {
             n.shutdown();
         }
+        let _ = std::fs::remove_dir_all(&self.data_root);
     }
 }

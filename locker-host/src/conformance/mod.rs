@@ -19,9 +19,11 @@
 
 mod cluster;
 pub mod scenarios;
+pub mod start;
 
 pub use cluster::{
-    all_on, bounded, node_on, sleep, Cluster, Place, Placement, RunningNode, SECRET,
+    all_on, bounded, node_on, sleep, Cluster, Place, Placement, Restart, RunningNode, Started,
+    SECRET,
 };
 
 /// Expands to one `#[test]` per conformance scenario.
@@ -46,12 +48,23 @@ macro_rules! conformance_suite {
             bad_clients_are_turned_away_and_others_still_served,
             a_peer_with_the_wrong_secret_never_joins,
         );
+        $crate::conformance_suite!(@tests_of start, $runtime, $block_on, $place;
+            masters_restarted_without_state_keep_a_held_key_held,
+            masters_restarted_with_state_keep_tokens_increasing,
+            damaged_state_is_a_start_error,
+            a_failed_persist_stops_the_node,
+            calls_end_when_their_node_stops,
+            a_ready_node_takes_a_lock_at_once,
+        );
     };
     (@tests $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
+        $crate::conformance_suite!(@tests_of scenarios, $runtime, $block_on, $place; $($name),*);
+    };
+    (@tests_of $module:ident, $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $block_on($crate::conformance::scenarios::$name($runtime, $place));
+                $block_on($crate::conformance::$module::$name($runtime, $place));
             }
         )*
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::cluster::{bounded, sleep, Cluster, Placement, SECRET};
 use crate::{Client, Consistency, Error, LeaseState, Runtime};
 
-fn refused(r: Result<impl std::fmt::Debug, Error>) -> OpError {
+pub(super) fn refused(r: Result<impl std::fmt::Debug, Error>) -> OpError {
     match r {
         Err(Error::Refused(e)) => e,
         other => panic!("expected a refusal, got {other:?}"),
@@ -20,7 +20,7 @@ fn refused(r: Result<impl std::fmt::Debug, Error>) -> OpError {
 }
 
 /// Runs `fut` as a task on `runtime`; the receiver yields its output.
-fn spawn<R: Runtime, T: Send + 'static>(
+pub(super) fn spawn<R: Runtime, T: Send + 'static>(
     runtime: &R,
     fut: impl Future<Output = T> + Send + 'static,
 ) -> async_channel::Receiver<T> {
@@ -32,7 +32,7 @@ fn spawn<R: Runtime, T: Send + 'static>(
 }
 
 /// Polls `check` every 10 ms until it holds.
-async fn wait_until<R: Runtime, F: Future<Output = bool>>(
+pub(super) async fn wait_until<R: Runtime, F: Future<Output = bool>>(
     runtime: &R,
     mut check: impl FnMut() -> F,
 ) {

@@ -8,6 +8,7 @@ use locker_core::Token;
 use locker_tokio::Client;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +55,9 @@ pub struct BenchArgs {
     busy_poll: Option<u64>,
 }
 
-struct Procs(Vec<Child>);
+/// The spawned nodes, killed on drop, and the directory of their data dirs,
+/// removed then.
+struct Procs(Vec<Child>, PathBuf);
 
 impl Drop for Procs {
     fn drop(&mut self) {
@@ -62,6 +65,7 @@ impl Drop for Procs {
             let _ = p.kill();
             let _ = p.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -84,7 +88,12 @@ fn spawn_cluster(
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
-    let mut procs = Procs(Vec::new());
+    let data_root = std::env::temp_dir().join(format!(
+        "locker-bench-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let mut procs = Procs(Vec::new(), data_root.clone());
     for (i, a) in addrs.iter().enumerate() {
         let mut command = Command::new(&exe);
         command.args([
@@ -98,6 +107,11 @@ fn spawn_cluster(
             "--runtime",
             runtime.name(),
         ]);
+        // A brand-new cluster each time: its masters vote at once.
+        command
+            .arg("--data-dir")
+            .arg(data_root.join(format!("n{}", i + 1)))
+            .arg("--bootstrap");
         if let Some(n) = threads {
             command.args(["--threads", &n.to_string()]);
         }

@@ -1,7 +1,7 @@
 //! `locker demo`: a 3-master cluster and a replica in this process, on loopback.
 
 use locker_core::{Config, NodeId};
-use locker_tokio::{Client, Consistency, Error, LeaseState, LocalNode, NodeOptions};
+use locker_tokio::{Client, Consistency, Error, LeaseState, LocalNode, NodeOptions, StartMode};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -50,6 +50,9 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         config.seed = rand::random();
         let mut opts = NodeOptions::new(config, addrs.clone());
         opts.secret = Some(b"demo secret".to_vec());
+        // A brand-new cluster: its masters have never voted, so they need no
+        // quarantine (every later start of a master waits one out).
+        opts.start = StartMode::Bootstrap;
         let node = LocalNode::start(l, opts).await?;
         println!(
             "   {} listening on {} ({})",

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use locker_core::{Config, EntryView, NodeId, OpError, Token};
 use locker_host::Runtime;
-use locker_tokio::{Client, Error, NodeOptions, TokioRuntime};
+use locker_tokio::{Client, Error, NodeOptions, StartMode, TokioRuntime};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,11 +22,21 @@ mod stats;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What `--help` says after the commands.
+const AFTER_HELP: &str = "\
+Output: client commands print one JSON object on stdout, {\"ok\":true,...} or
+{\"ok\":false,\"error\":CODE,\"message\":...}.
+
+Exit codes: 0 done; 1 refused by the cluster (held, not_found, no_quorum, ...);
+2 usage, connection, authentication or timeout error; 3 (serve) the node
+stopped itself on a fatal error (a failed write to its data dir).";
+
 #[derive(Parser)]
 #[command(
     name = "locker",
     version,
-    about = "A distributed lease store: locks, leader election, name registry"
+    about = "A distributed lease store: locks, leader election, name registry",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The node to talk to.
@@ -35,6 +45,11 @@ struct Cli {
     /// File holding the cluster secret.
     #[arg(long, global = true)]
     secret_file: Option<PathBuf>,
+    /// Give up on a client command after this many milliseconds (connect,
+    /// handshake and answer), exiting with code 2. Default: the command's
+    /// own wait or timeout plus 5000.
+    #[arg(long, global = true, value_name = "MS")]
+    timeout_ms: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -58,10 +73,29 @@ enum Cmd {
         /// Write quorum (default: majority).
         #[arg(long)]
         w: Option<usize>,
-        /// Directory where the token ceiling and the applied membership are
-        /// persisted (a restart resumes both).
-        #[arg(long)]
+        /// Directory where the node keeps its state (its token ceiling and
+        /// the membership it applied, in one checksummed file): a restart
+        /// resumes both. Required, unless --no-data-dir.
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Run without a data dir. The node still waits out its quarantine at
+        /// every start, but fencing tokens may repeat once a majority of the
+        /// masters has restarted without state.
+        #[arg(long, conflicts_with_all = ["data_dir", "bootstrap"])]
+        no_data_dir: bool,
+        /// The first start of a node of a brand-new cluster: it has never
+        /// voted, so it votes at once. Without it, a master waits out its
+        /// quarantine (max lease + promise and RPC timeouts, stretched for
+        /// clock drift) before voting, as after a crash. Refused when the
+        /// data dir already holds this node's state.
+        #[arg(long, requires = "data_dir")]
+        bootstrap: bool,
+        /// The longest lease a request may ask for, in milliseconds; it also
+        /// sets how long a restarted master is quarantined. Give every node
+        /// of a cluster the same value.
+        #[arg(long, value_name = "MS", default_value_t = 60_000,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_lease_ms: u64,
         /// The runtime the node runs on.
         #[arg(long, value_enum, default_value_t = RuntimeKind::Tokio)]
         runtime: RuntimeKind,
@@ -272,6 +306,9 @@ async fn run(cli: Cli) -> ExitCode {
             replicas,
             w,
             data_dir,
+            no_data_dir,
+            bootstrap,
+            max_lease_ms,
             runtime,
             threads: _,
             busy_poll,
@@ -281,15 +318,59 @@ async fn run(cli: Cli) -> ExitCode {
                 replicas,
                 w,
             };
+            if data_dir.is_none() && !no_data_dir {
+                return usage(
+                    "give --data-dir DIR, where this node keeps the state its safety across \
+                     restarts rests on (or --no-data-dir to run without it)",
+                );
+            }
+            let start = Start {
+                data_dir,
+                mode: if bootstrap {
+                    StartMode::Bootstrap
+                } else {
+                    StartMode::Restart
+                },
+                max_lease: Duration::from_millis(max_lease_ms),
+            };
             let busy_poll = busy_poll.map(Duration::from_millis);
-            serve(id, listen, &members, data_dir, secret, runtime, busy_poll).await
+            serve(id, listen, &members, start, secret, runtime, busy_poll).await
         }
         Cmd::Demo => {
             init_tracing("error");
             demo::run().await
         }
         Cmd::Bench(args) => bench::run(args, secret).await,
-        cmd => client_command(cli.node, secret, cmd).await,
+        cmd => {
+            let deadline = cli
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or_else(|| command_bound(&cmd) + Duration::from_secs(5));
+            match tokio::time::timeout(deadline, client_command(cli.node, secret, cmd)).await {
+                Ok(code) => code,
+                Err(_) => {
+                    let msg = format!("no answer within {} ms", deadline.as_millis());
+                    println!(
+                        "{}",
+                        json!({"ok": false, "error": "timeout", "message": msg})
+                    );
+                    eprintln!("locker: {msg} (--timeout-ms sets the limit)");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// How long a client command may take by its own terms: its wait or
+/// timeout, else the client's default wait.
+fn command_bound(cmd: &Cmd) -> Duration {
+    match cmd {
+        Cmd::Lock { wait_ms, .. } => Duration::from_millis(*wait_ms),
+        Cmd::WaitFor { timeout_ms, .. } | Cmd::WaitRelease { timeout_ms, .. } => {
+            Duration::from_millis(*timeout_ms)
+        }
+        _ => Duration::from_secs(5),
     }
 }
 
@@ -315,11 +396,18 @@ struct Members {
     w: Option<usize>,
 }
 
+/// How `locker serve` starts its node.
+struct Start {
+    data_dir: Option<PathBuf>,
+    mode: StartMode,
+    max_lease: Duration,
+}
+
 async fn serve(
     id: u64,
     listen: SocketAddr,
     members: &Members,
-    data_dir: Option<PathBuf>,
+    start: Start,
     secret: Option<Vec<u8>>,
     runtime: RuntimeKind,
     busy_poll: Option<Duration>,
@@ -340,8 +428,12 @@ async fn serve(
         replicas.iter().map(|r| r.0).collect(),
     );
     config.seed = rand::random();
+    config.max_lease = start.max_lease;
     if let Some(w) = members.w {
         config.w = w;
+    }
+    if start.data_dir.is_none() {
+        tracing::warn!(node = id, "running without a data dir (--no-data-dir): fencing tokens may repeat once a majority of the masters has restarted");
     }
     let listener = match std::net::TcpListener::bind(listen) {
         Ok(l) => l,
@@ -349,7 +441,8 @@ async fn serve(
     };
     let mut opts = NodeOptions::new(config, addrs);
     opts.secret = secret;
-    opts.data_dir = data_dir;
+    opts.data_dir = start.data_dir;
+    opts.start = start.mode;
     opts.busy_poll = busy_poll;
     match runtime {
         RuntimeKind::Tokio => serve_on(TokioRuntime, listener, opts).await,
@@ -360,7 +453,8 @@ async fn serve(
     }
 }
 
-/// Runs a node on `runtime` until SIGINT or SIGTERM.
+/// Runs a node on `runtime` until SIGINT or SIGTERM (exit 0), or until it
+/// stops itself on a fatal error (exit 3).
 async fn serve_on<R: Runtime>(
     runtime: R,
     listener: std::net::TcpListener,
@@ -374,10 +468,23 @@ async fn serve_on<R: Runtime>(
         Ok(n) => n,
         Err(e) => return usage(&e.to_string()),
     };
-    wait_for_signal().await;
-    tracing::info!(node = %node.id(), "shutting down");
-    node.shutdown();
-    ExitCode::SUCCESS
+    let announce_ready = async {
+        node.ready().await;
+        tracing::info!(node = %node.id(), "node ready: it reaches a quorum of masters");
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!(node = %node.id(), "shutting down");
+            node.shutdown();
+            ExitCode::SUCCESS
+        }
+        fatal = node.stopped() => {
+            eprintln!("locker: node {}: {fatal}", node.id());
+            ExitCode::from(3)
+        }
+        _ = announce_ready => unreachable!("announce_ready never ends"),
+    }
 }
 
 async fn wait_for_signal() {
@@ -479,7 +586,7 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
                 let counters: serde_json::Map<String, Value> =
                     s.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                 json!({"ok": true, "id": s.summary.id.0, "role": format!("{:?}", s.role).to_lowercase(),
-                       "recovering": s.summary.recovering, "leases": s.summary.leases,
+                       "ready": s.ready, "recovering": s.summary.recovering, "leases": s.summary.leases,
                        "tombstones": s.summary.tombstones, "promises": s.summary.promises,
                        "coordinating": s.summary.coordinating, "highest_token": s.summary.highest_token.0,
                        "w": s.summary.w, "peers": links, "counters": counters})
