@@ -24,11 +24,17 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> { smol::block_on(async {
 //! use locker_core::{Config, NodeId};
-//! use locker_smol::{LocalNode, NodeOptions};
+//! use locker_smol::{LocalNode, NodeOptions, StartMode};
 //! use std::collections::HashMap;
 //! let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let config = Config::new(NodeId(1), vec![NodeId(1)], vec![]);
-//! let node = LocalNode::start(listener, NodeOptions::new(config, HashMap::new())).await?;
+//! let mut opts = NodeOptions::new(config, HashMap::new());
+//! // A brand-new one-node cluster that lives in this process only: it has
+//! // never voted, so it may vote at once. Any other start of a master uses
+//! // the default, `StartMode::Restart`, and waits out its quarantine (give
+//! // real nodes a `data_dir` too).
+//! opts.start = StartMode::Bootstrap;
+//! let node = LocalNode::start(listener, opts).await?;
 //! let held = node.client().lock("door", "me", std::time::Duration::from_secs(5)).await?;
 //! assert!(held.token.0 >= 1);
 //! # Ok(()) }) }
