@@ -23,7 +23,9 @@ pub enum Error {
     /// taken away) before the holder released it: the holder may already
     /// have been replaced, so whatever it did after the loss was not fenced
     /// by a held lease.
-    #[error("the lease was lost before the release: its deadline passed or another holder took the key")]
+    #[error(
+        "the lease was lost before the release: its deadline passed or another holder took the key"
+    )]
     LeaseLost,
     /// The node answered with something this request cannot produce (a bug).
     #[error("unexpected answer from the node")]

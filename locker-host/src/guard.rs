@@ -435,6 +435,12 @@ impl<R: Runtime> Keeper<R> {
     async fn extend(&self) -> Attempt {
         let schedule = self.schedule();
         let now = self.runtime.now();
+        if now >= schedule.deadline {
+            // Woken late (a paused process): an extend now could still
+            // reach masters that keep the entry, and hold the key for a
+            // holder that already reads Lost.
+            return Attempt::Lost("the deadline passed before the extend was sent");
+        }
         let wait = schedule.attempt_wait(now);
         let attempt = self.client.extend_within(
             &self.key,
@@ -450,7 +456,9 @@ impl<R: Runtime> Keeper<R> {
                     t.failing = false;
                 });
                 match state {
-                    LeaseState::Lost => Attempt::Lost("the deadline passed before the extend answered"),
+                    LeaseState::Lost => {
+                        Attempt::Lost("the deadline passed before the extend answered")
+                    }
                     _ => Attempt::Extended,
                 }
             }

@@ -18,6 +18,7 @@
 //! they hold on a loaded machine.
 
 mod cluster;
+pub mod guard;
 pub mod scenarios;
 
 pub use cluster::{
@@ -32,7 +33,7 @@ pub use cluster::{
 #[macro_export]
 macro_rules! conformance_suite {
     (runtime: $runtime:expr, block_on: $block_on:path, place: $place:expr $(,)?) => {
-        $crate::conformance_suite!(@tests $runtime, $block_on, $place;
+        $crate::conformance_suite!(@tests $runtime, $block_on, $place, scenarios;
             racing_lockers_get_one_winner_and_increasing_tokens,
             update_extend_expiry_and_replica_waits,
             a_replica_started_late_catches_up,
@@ -46,12 +47,17 @@ macro_rules! conformance_suite {
             bad_clients_are_turned_away_and_others_still_served,
             a_peer_with_the_wrong_secret_never_joins,
         );
+        $crate::conformance_suite!(@tests $runtime, $block_on, $place, guard;
+            a_paused_guard_reads_lost_past_its_deadline_before_its_keeper_runs,
+            a_guard_reads_danger_well_before_lost_when_the_cluster_is_unreachable,
+        );
     };
-    (@tests $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
+    (@tests $runtime:expr, $block_on:path, $place:expr, $module:ident;
+        $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $block_on($crate::conformance::scenarios::$name($runtime, $place));
+                $block_on($crate::conformance::$module::$name($runtime, $place));
             }
         )*
     };
