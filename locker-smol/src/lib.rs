@@ -39,7 +39,11 @@
 
 mod runtime;
 
-pub use locker_host::{Consistency, Error, Held, LeaseGuard, LeaseState, NodeOptions, StartError};
+pub use locker_core::Token;
+pub use locker_host::{
+    Consistency, Error, GuardOptions, Held, LeaseGuard, LeaseState, LeaseWatch, NodeOptions,
+    StartError, WatchClosed,
+};
 pub use runtime::{SmolRuntime, Task};
 
 /// A running node under smol.

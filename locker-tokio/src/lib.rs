@@ -24,7 +24,11 @@
 
 mod runtime;
 
-pub use locker_host::{Consistency, Error, Held, LeaseGuard, LeaseState, NodeOptions, StartError};
+pub use locker_core::Token;
+pub use locker_host::{
+    Consistency, Error, GuardOptions, Held, LeaseGuard, LeaseState, LeaseWatch, NodeOptions,
+    StartError, WatchClosed,
+};
 pub use runtime::TokioRuntime;
 
 /// A running node under tokio.
