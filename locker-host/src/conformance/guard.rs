@@ -1,7 +1,7 @@
 //! The lease guard's scenarios: what a holder reads after a pause, and the
 //! warning it gets before a loss.
 //!
-//! A pause is made with [`Pausable`], a runtime whose tasks can all be
+//! A pause is made with `Pausable`, a runtime whose tasks can all be
 //! stopped and continued, as SIGSTOP and SIGCONT do to a process: the
 //! holder's client and its guard's keeper run on it, the scenario reads the
 //! guard from outside while nothing of the holder runs.
