@@ -16,6 +16,7 @@ use crate::conn::{self, ConnError};
 use crate::driver::{Input, ReplyTo};
 use crate::error::Error;
 use crate::guard::LeaseGuard;
+use crate::lease::GuardOptions;
 use crate::outbox::Outbox;
 use crate::registry::{name_key, Consistency};
 use crate::runtime::{timeout_at, Runtime};
@@ -326,7 +327,7 @@ impl<R: Runtime> Client<R> {
         value: impl AsRef<[u8]>,
         lease: Duration,
     ) -> Result<Held, Error> {
-        let sent = Instant::now();
+        let sent = self.runtime.now();
         let req = Request::Lock {
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
@@ -359,7 +360,7 @@ impl<R: Runtime> Client<R> {
         token: Option<Token>,
         wait: Duration,
     ) -> Result<Held, Error> {
-        let sent = Instant::now();
+        let sent = self.runtime.now();
         let req = Request::Extend {
             key: key.to_vec(),
             value: value.to_vec(),
@@ -519,12 +520,25 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Locks `key` and keeps it: the guard extends the lease ahead of its
-    /// deadline and releases it when dropped.
+    /// deadline, warns before loss and releases it when dropped (with the
+    /// default [`GuardOptions`]).
     pub async fn lock_guard(
         &self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
         lease: Duration,
+    ) -> Result<LeaseGuard, Error> {
+        self.lock_guard_with(key, value, lease, GuardOptions::default())
+            .await
+    }
+
+    /// [`Client::lock_guard`] with a chosen danger margin.
+    pub async fn lock_guard_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        lease: Duration,
+        options: GuardOptions,
     ) -> Result<LeaseGuard, Error> {
         let held = self.lock(key.as_ref(), value.as_ref(), lease).await?;
         Ok(LeaseGuard::spawn(
@@ -534,6 +548,7 @@ impl<R: Runtime> Client<R> {
             value.as_ref().to_vec(),
             lease,
             held,
+            options,
         ))
     }
 

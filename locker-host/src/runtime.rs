@@ -1,4 +1,4 @@
-//! What a runtime adapter supplies: spawning, timers and TCP. Everything
+//! What a runtime adapter supplies: spawning, the clock, timers and TCP. Everything
 //! else in this crate is written once against this trait.
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -24,6 +24,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Runs `task` in the background until it finishes.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+
+    /// The clock the host reads: what a lease guard compares its deadline
+    /// with, and what it counts a lease from. The default is the system's
+    /// monotonic clock; a simulated runtime supplies its own (the instants
+    /// it passes to [`Runtime::sleep_until`] are on the same clock).
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 
     /// Resolves at `at` (at once if it has passed).
     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send + 'static;

@@ -1,5 +1,5 @@
 //! Runtime-agnostic signals between tasks: a shutdown flag every task of a
-//! node waits on, and a watched value (a lease guard's state and deadline).
+//! node waits on, and a watched value with one writer and many readers.
 
 use event_listener::Event;
 use std::future::Future;

@@ -1,14 +1,15 @@
 //! Leader election with the name registry and the lease guard.
 //!
 //! Three masters run in this process on loopback; three contenders race for
-//! the name "leader". The winner works while its guard says `Held`, passing
-//! its fencing token to what it writes, and steps down after a while; the
-//! others watch the registry and take over.
+//! the name "leader". The winner works while its guard is valid, passing its
+//! fencing token to what it writes, abandons a step the moment the lease is
+//! lost, steps down early if the lease is in danger, and otherwise after a
+//! while; the others watch the registry and take over.
 //!
 //! `cargo run -p locker-tokio --example leader_election`
 
 use locker_core::{Config, NodeId};
-use locker_tokio::{Client, Consistency, LeaseState, LocalNode, NodeOptions};
+use locker_tokio::{Client, Consistency, LeaseState, LocalNode, NodeOptions, StartMode, Token};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,9 +27,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nodes = Vec::new();
     for (id, l) in ids.into_iter().zip(listeners) {
         let config = Config::new(id, ids.to_vec(), vec![]);
-        nodes.push(LocalNode::start(l, NodeOptions::new(config, addrs.clone())).await?);
+        let mut opts = NodeOptions::new(config, addrs.clone());
+        // A brand-new cluster in this process: its masters never voted.
+        opts.start = StartMode::Bootstrap;
+        nodes.push(LocalNode::start(l, opts).await?);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the links are up, a lock could answer no_quorum.
+    for node in &nodes {
+        tokio::time::timeout(Duration::from_secs(10), node.ready()).await?;
+    }
 
     let mut contenders = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -41,6 +48,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// One step of the leader's work, fenced by its token.
+async fn work(me: &str, step: u32, token: Token) {
+    println!("{me}: step {step}, writing with fencing token {token}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Tries to become leader; leads for one term; stops after leading once.
 async fn contend(me: String, client: Client) {
     loop {
@@ -50,20 +63,31 @@ async fn contend(me: String, client: Client) {
         {
             Ok(guard) => {
                 println!("{me}: I am the leader (token {})", guard.token());
-                let mut state = guard.watch();
+                // A step starts only while the lease is valid, and is
+                // abandoned the moment the lease is lost; the fencing token
+                // makes a write that lands after a loss refusable anyway.
                 for step in 0..5 {
-                    if state.get() != LeaseState::Held {
-                        println!("{me}: lease in danger or lost: stopping work");
+                    if !guard.is_valid() {
+                        println!("{me}: lease lost: stopping work");
                         return;
                     }
-                    println!(
-                        "{me}: step {step}, writing with fencing token {}",
-                        guard.token()
-                    );
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::select! {
+                        state = guard.lost() => {
+                            println!("{me}: lease {state:?} during step {step}: abandoning it");
+                            return;
+                        }
+                        () = work(&me, step, guard.token()) => {}
+                    }
+                    if guard.state() == LeaseState::Danger {
+                        // Extends are failing or the deadline is near.
+                        println!("{me}: lease in danger: stepping down early");
+                        break;
+                    }
                 }
                 println!("{me}: stepping down");
-                let _ = guard.release().await;
+                if let Err(e) = guard.release().await {
+                    println!("{me}: the release answered: {e}");
+                }
                 return;
             }
             Err(_) => {

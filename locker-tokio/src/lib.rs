@@ -29,9 +29,10 @@
 
 mod runtime;
 
+pub use locker_core::Token;
 pub use locker_host::{
-    Consistency, Error, FatalError, Held, LeaseGuard, LeaseState, NodeOptions, StartError,
-    StartMode, StateError,
+    Consistency, Error, FatalError, GuardOptions, Held, LeaseGuard, LeaseState, LeaseWatch,
+    NodeOptions, StartError, StartMode, StateError, WatchClosed,
 };
 pub use runtime::TokioRuntime;
 

@@ -18,6 +18,7 @@
 //! they hold on a loaded machine.
 
 mod cluster;
+pub mod guard;
 pub mod scenarios;
 pub mod start;
 
@@ -34,7 +35,7 @@ pub use cluster::{
 #[macro_export]
 macro_rules! conformance_suite {
     (runtime: $runtime:expr, block_on: $block_on:path, place: $place:expr $(,)?) => {
-        $crate::conformance_suite!(@tests $runtime, $block_on, $place;
+        $crate::conformance_suite!(@tests_of scenarios, $runtime, $block_on, $place;
             racing_lockers_get_one_winner_and_increasing_tokens,
             update_extend_expiry_and_replica_waits,
             a_replica_started_late_catches_up,
@@ -56,9 +57,10 @@ macro_rules! conformance_suite {
             calls_end_when_their_node_stops,
             a_ready_node_takes_a_lock_at_once,
         );
-    };
-    (@tests $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
-        $crate::conformance_suite!(@tests_of scenarios, $runtime, $block_on, $place; $($name),*);
+        $crate::conformance_suite!(@tests_of guard, $runtime, $block_on, $place;
+            a_paused_guard_reads_lost_past_its_deadline_before_its_keeper_runs,
+            a_guard_reads_danger_well_before_lost_when_the_cluster_is_unreachable,
+        );
     };
     (@tests_of $module:ident, $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
         $(

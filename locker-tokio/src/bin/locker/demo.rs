@@ -1,7 +1,7 @@
 //! `locker demo`: a 3-master cluster and a replica in this process, on loopback.
 
 use locker_core::{Config, NodeId};
-use locker_tokio::{Client, Consistency, Error, LeaseState, LocalNode, NodeOptions, StartMode};
+use locker_tokio::{Client, Consistency, Error, LocalNode, NodeOptions, StartMode};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -114,7 +114,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         "   whereis_name(\"leader\") with a quorum read: {}",
         who.as_deref().map(show).unwrap_or_default()
     );
-    println!("   the lease is 2 s; the guard extends it when a third remains. Waiting 3 s...");
+    println!("   the lease is 2 s; the guard extends it when half remains. Waiting 3 s...");
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!(
         "   after 3 s the guard still holds it: state {:?}, deadline in {} ms",
@@ -220,7 +220,11 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         .register_name("leader", "contender-2b", Duration::from_secs(2))
         .await?;
     println!("   contender-2b is elected with token {}", next.token());
-    let _ = next.state() == LeaseState::Held;
+    println!(
+        "   its guard is valid: {} (state {:?})",
+        next.is_valid(),
+        next.state()
+    );
     next.release().await?;
 
     println!("\n(total {:.1} s)", started.elapsed().as_secs_f64());
