@@ -20,8 +20,8 @@ use event_listener::Event;
 use locker_core::envelope::{Envelope, Status};
 use locker_core::{Node, NodeId, Output, RequestId, Time};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
@@ -29,6 +29,7 @@ use tracing::{debug, warn};
 use crate::busy_poll;
 use crate::counters::{bump, Counters};
 use crate::outbox::Outbox;
+use crate::peers::{Peers, Route};
 use crate::persist;
 use crate::runtime::Runtime;
 
@@ -66,6 +67,8 @@ pub(crate) enum Input {
         from: NodeId,
         msg: locker_core::Message,
     },
+    /// A peer says where it listens (see [`crate::peers`]).
+    PeerAddress { from: NodeId, addr: SocketAddr },
     /// A client request or status request.
     Request { env: Envelope, reply: ReplyTo },
 }
@@ -107,13 +110,25 @@ impl ReplyTo {
     }
 }
 
+/// An open peer connection to this node, counted while it lives.
+pub(crate) struct PeerConnection {
+    driver: Arc<SharedDriver>,
+    peer: NodeId,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.driver.lock().peers.disconnected(self.peer);
+    }
+}
+
 /// The node task's state.
 pub(crate) struct Driver {
     pub node: Node,
     /// The instant the core's clock reads zero.
     pub start: Instant,
-    pub links: HashMap<NodeId, Slot>,
-    pub link_state: Vec<(NodeId, Arc<AtomicBool>)>,
+    /// The peer links, kept in step with the membership in force.
+    pub peers: Peers,
     pub counters: Arc<Counters>,
     pub data_dir: Option<PathBuf>,
     pending: HashMap<u64, (u64, ReplyTo)>,
@@ -191,6 +206,17 @@ impl SharedDriver {
             }
             written.flush();
             wanted.await;
+        }
+    }
+
+    /// Counts an authenticated peer connection from `peer` until the
+    /// returned guard is dropped (see [`crate::peers`]: a non-member is
+    /// linked back while it is connected).
+    pub fn peer_connection(self: &Arc<Self>, peer: NodeId) -> PeerConnection {
+        self.lock().peers.connected(peer);
+        PeerConnection {
+            driver: self.clone(),
+            peer,
         }
     }
 
@@ -299,12 +325,14 @@ impl SharedDriver {
 }
 
 impl Driver {
-    pub fn new(node: Node, start: Instant, counters: Arc<Counters>) -> Driver {
+    /// A driver whose links start with the membership `node` runs.
+    pub fn new(node: Node, start: Instant, counters: Arc<Counters>, mut peers: Peers) -> Driver {
+        let config = node.config();
+        peers.set_members(&config.masters, &config.replicas);
         Driver {
             node,
             start,
-            links: HashMap::new(),
-            link_state: Vec::new(),
+            peers,
             counters,
             data_dir: None,
             pending: HashMap::new(),
@@ -329,11 +357,7 @@ impl Driver {
         Status {
             summary: self.node.summary(self.now()),
             role: self.node.role(),
-            links: self
-                .link_state
-                .iter()
-                .map(|(p, up)| (*p, up.load(Ordering::Relaxed)))
-                .collect(),
+            links: self.peers.states(),
             counters: self.counters.to_vec(),
         }
     }
@@ -355,6 +379,7 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Peer { from, msg } => self.node.handle_message(now, from, msg),
+            Input::PeerAddress { from, addr } => self.peers.learned_address(from, addr),
             Input::Request { env, reply } => match env {
                 Envelope::ClientRequest { id, request } => {
                     bump(&self.counters.requests);
@@ -405,20 +430,21 @@ impl Driver {
                             warn!(error = %e, "could not persist the membership");
                         }
                     }
+                    // Emitted on every applied change (and on Paxos votes,
+                    // which leave the members as they are): the links
+                    // follow before the announcements that come next.
+                    self.peers
+                        .set_members(&membership.masters, &membership.replicas);
                 }
             }
         }
     }
 
     fn send_to_peer(&mut self, to: NodeId, msg: locker_core::Message) {
-        let Some(slot) = self.links.get(&to) else {
-            debug!(%to, "no link to node");
-            return;
-        };
-        let outbox = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match outbox {
-            Some(o) if o.push(&Envelope::Peer(msg)) => self.dirty.push(&o),
-            _ => bump(&self.counters.link_drops),
+        match self.peers.route(to) {
+            Route::Up(o) if o.push(&Envelope::Peer(msg)) => self.dirty.push(&o),
+            Route::Up(_) | Route::Down => bump(&self.counters.link_drops),
+            Route::NoLink => debug!(%to, "no link to node"),
         }
     }
 }

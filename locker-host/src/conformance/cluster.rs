@@ -166,6 +166,20 @@ impl<R: Runtime> Cluster<R> {
         (self.placement)(id)(listener, opts).await
     }
 
+    /// Starts a brand-new node with the next id: it knows every node's
+    /// address and the start-up members, and is none of them (a client-only
+    /// node, until a `set_nodes` adds it). The others were not started with
+    /// it. Returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let id = NodeId(self.nodes.len() as u64 + 1);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+        self.addrs
+            .insert(id, listener.local_addr().expect("bound address"));
+        let node = self.start_node(id, listener, false).await;
+        self.nodes.push(Some(node));
+        self.nodes.len() - 1
+    }
+
     /// The node with id `i + 1`.
     fn node(&self, i: usize) -> &dyn RunningNode<R> {
         self.nodes[i].as_deref().expect("the node is running")

@@ -18,11 +18,16 @@
 //! they hold on a loaded machine.
 
 mod cluster;
+pub mod membership;
 pub mod scenarios;
 
 pub use cluster::{
     all_on, bounded, node_on, sleep, Cluster, Place, Placement, RunningNode, SECRET,
 };
+// Every scenario by its name alone, whichever file holds it (the macro
+// below names them so).
+pub use membership::*;
+pub use scenarios::*;
 
 /// Expands to one `#[test]` per conformance scenario.
 ///
@@ -45,13 +50,14 @@ macro_rules! conformance_suite {
             guard_releases_on_drop_and_the_name_registry_follows,
             bad_clients_are_turned_away_and_others_still_served,
             a_peer_with_the_wrong_secret_never_joins,
+            a_new_node_replaces_a_master_and_the_links_follow,
         );
     };
     (@tests $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $block_on($crate::conformance::scenarios::$name($runtime, $place));
+                $block_on($crate::conformance::$name($runtime, $place));
             }
         )*
     };
