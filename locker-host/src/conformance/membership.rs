@@ -34,7 +34,9 @@ async fn links<R: Runtime>(c: &Cluster<R>, i: usize) -> Vec<(NodeId, bool)> {
 /// place (`set_nodes` through node 2). Every node learns the change, the
 /// links follow it (node 4 is reached although no master was started with
 /// its address), node 1 is shut down, its links are retired, and locks keep
-/// working through nodes 2, 3 and 4 with tokens above every earlier one.
+/// working through nodes 2, 3 and 4 with tokens above every earlier one;
+/// once node 4's quarantine is over, node 2 is shut down too and nodes 3
+/// and 4 still form a quorum.
 pub async fn a_new_node_replaces_a_master_and_the_links_follow<R: Runtime>(
     runtime: R,
     place: Placement<R>,
@@ -99,27 +101,48 @@ pub async fn a_new_node_replaces_a_master_and_the_links_follow<R: Runtime>(
             .await;
         }
 
-        let mut last: Token = first.token;
+        let mut last = first.token;
         for i in [1, 2, new] {
-            let client = c.client(i).with_wait(Duration::from_secs(5));
-            let value = format!("via node {}", i + 1);
-            let held = client
-                .lock("door", &value, Duration::from_secs(1))
+            last = lock_after(&c, i, last).await;
+        }
+        // Once out of quarantine, node 4 votes: with node 2 gone too, nodes
+        // 3 and 4 are a quorum.
+        wait_for(&runtime, 15, "node 4 leaves its quarantine", || async {
+            !c.client(new)
+                .status()
                 .await
-                .unwrap_or_else(|e| panic!("lock through node {}: {e:?}", i + 1));
-            assert!(
-                held.token > last,
-                "token {} through node {} after {}",
-                held.token.0,
-                i + 1,
-                last.0
-            );
-            last = held.token;
-            client
-                .release("door", &value, Some(held.token))
-                .await
-                .expect("release");
+                .expect("status")
+                .summary
+                .recovering
+        })
+        .await;
+        c.kill(1);
+        for i in [2, new] {
+            last = lock_after(&c, i, last).await;
         }
     })
     .await
+}
+
+/// Locks and releases `door` through node `i + 1`, whose token must be
+/// above `last`; returns it.
+async fn lock_after<R: Runtime>(c: &Cluster<R>, i: usize, last: Token) -> Token {
+    let client = c.client(i).with_wait(Duration::from_secs(5));
+    let value = format!("via node {}", i + 1);
+    let held = client
+        .lock("door", &value, Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|e| panic!("lock through node {}: {e:?}", i + 1));
+    assert!(
+        held.token > last,
+        "token {} through node {} after {}",
+        held.token.0,
+        i + 1,
+        last.0
+    );
+    client
+        .release("door", &value, Some(held.token))
+        .await
+        .expect("release");
+    held.token
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod admin;
 mod bench;
 mod demo;
 mod stats;
@@ -79,6 +80,11 @@ enum Cmd {
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "5",
               value_parser = clap::value_parser!(u64).range(1..))]
         busy_poll: Option<u64>,
+        /// The longest lease the node grants, in ms. A master's quarantine
+        /// (after a restart, or when a change makes it one) lasts about
+        /// this long.
+        #[arg(long, default_value_t = 60000)]
+        max_lease_ms: u64,
     },
     /// Create KEY held with VALUE.
     Lock {
@@ -135,6 +141,10 @@ enum Cmd {
     /// How long a lock takes through the node (a probe key, locked and
     /// released).
     Lag,
+    /// Change the members: `--masters 2,3,4 [--replicas 5]`.
+    SetNodes(admin::SetNodesArgs),
+    /// Change the write quorum.
+    SetW(admin::SetWArgs),
     /// Walk through what locker does, on a cluster inside this process.
     Demo,
     /// Measure lock+release cycles and extends against three `locker serve` processes.
@@ -188,6 +198,10 @@ fn read_secret(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, String> {
             Ok(Some(trimmed))
         }
     }
+}
+
+fn ids(nodes: &[NodeId]) -> Value {
+    nodes.iter().map(|n| n.0).collect()
 }
 
 fn text(bytes: &[u8]) -> Value {
@@ -275,14 +289,18 @@ async fn run(cli: Cli) -> ExitCode {
             runtime,
             threads: _,
             busy_poll,
+            max_lease_ms,
         } => {
             let members = Members {
                 masters,
                 replicas,
                 w,
             };
-            let busy_poll = busy_poll.map(Duration::from_millis);
-            serve(id, listen, &members, data_dir, secret, runtime, busy_poll).await
+            let tuning = Tuning {
+                busy_poll: busy_poll.map(Duration::from_millis),
+                max_lease: Duration::from_millis(max_lease_ms),
+            };
+            serve(id, listen, &members, data_dir, secret, runtime, &tuning).await
         }
         Cmd::Demo => {
             init_tracing("error");
@@ -315,6 +333,12 @@ struct Members {
     w: Option<usize>,
 }
 
+/// The timings of `locker serve`, as given.
+struct Tuning {
+    busy_poll: Option<Duration>,
+    max_lease: Duration,
+}
+
 async fn serve(
     id: u64,
     listen: SocketAddr,
@@ -322,7 +346,7 @@ async fn serve(
     data_dir: Option<PathBuf>,
     secret: Option<Vec<u8>>,
     runtime: RuntimeKind,
-    busy_poll: Option<Duration>,
+    tuning: &Tuning,
 ) -> ExitCode {
     init_tracing("info");
     let (masters, replicas) = match (
@@ -340,6 +364,7 @@ async fn serve(
         replicas.iter().map(|r| r.0).collect(),
     );
     config.seed = rand::random();
+    config.max_lease = tuning.max_lease;
     if let Some(w) = members.w {
         config.w = w;
     }
@@ -350,7 +375,7 @@ async fn serve(
     let mut opts = NodeOptions::new(config, addrs);
     opts.secret = secret;
     opts.data_dir = data_dir;
-    opts.busy_poll = busy_poll;
+    opts.busy_poll = tuning.busy_poll;
     match runtime {
         RuntimeKind::Tokio => serve_on(TokioRuntime, listener, opts).await,
         #[cfg(feature = "smol-nodes")]
@@ -482,8 +507,11 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
                        "recovering": s.summary.recovering, "leases": s.summary.leases,
                        "tombstones": s.summary.tombstones, "promises": s.summary.promises,
                        "coordinating": s.summary.coordinating, "highest_token": s.summary.highest_token.0,
-                       "w": s.summary.w, "peers": links, "counters": counters})
+                       "w": s.summary.w, "masters": ids(&s.summary.masters),
+                       "replicas": ids(&s.summary.replicas), "peers": links, "counters": counters})
             }
+            Cmd::SetNodes(args) => admin::set_nodes(&client, args).await?,
+            Cmd::SetW(args) => admin::set_w(&client, args).await?,
             Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) => unreachable!("handled above"),
         })
     }
