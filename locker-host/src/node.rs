@@ -1,5 +1,5 @@
 //! A running node: starts the driver task, the accept loop and the peer
-//! links (see [`crate::peers`]) on the given runtime.
+//! links (kept in step with the membership, see `peers`) on the given runtime.
 
 use locker_core::wire::DEFAULT_MAX_FRAME;
 use locker_core::{Config, ConfigError, Node, NodeId, Time};

@@ -14,7 +14,9 @@
 //! every link announces its node's listen address right after its handshake
 //! ([`Envelope::PeerAddress`](locker_core::envelope::Envelope::PeerAddress)),
 //! so a node the others were not started with can be reached once it has
-//! connected to them.
+//! connected to them. An announcement never replaces an address this node
+//! was started with: the operator's address for a peer may be one the peer
+//! does not know of (a proxy, a NAT), and stays in force.
 
 use locker_core::NodeId;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -78,8 +80,10 @@ impl Drop for PeerLink {
 pub(crate) struct Peers {
     common: LinkCommon,
     start: StartLink,
-    /// Where each node listens, as far as this node knows.
-    book: HashMap<NodeId, SocketAddr>,
+    /// Where nodes listen, as this node was started with.
+    configured: HashMap<NodeId, SocketAddr>,
+    /// Where other nodes said they listen (the latest word of each).
+    announced: HashMap<NodeId, SocketAddr>,
     /// The members in force, this node excepted.
     members: BTreeSet<NodeId>,
     /// Authenticated peer connections to this node, by the id they gave.
@@ -91,11 +95,16 @@ pub(crate) struct Peers {
 
 impl Peers {
     /// No links yet: [`Peers::set_members`] makes the first ones.
-    pub fn new(common: LinkCommon, book: HashMap<NodeId, SocketAddr>, start: StartLink) -> Peers {
+    pub fn new(
+        common: LinkCommon,
+        configured: HashMap<NodeId, SocketAddr>,
+        start: StartLink,
+    ) -> Peers {
         Peers {
             common,
             start,
-            book,
+            configured,
+            announced: HashMap::new(),
             members: BTreeSet::new(),
             connected: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -120,15 +129,24 @@ impl Peers {
         }
     }
 
-    /// `peer` says it listens on `addr`; a link to it is (re)pointed there.
+    /// `peer` says it listens on `addr`; unless this node was started with
+    /// an address for it, a link to it is (re)pointed there.
     pub fn learned_address(&mut self, peer: NodeId, addr: SocketAddr) {
-        if peer == self.common.me || self.book.get(&peer) == Some(&addr) {
+        if peer == self.common.me
+            || self.configured.contains_key(&peer)
+            || self.announced.get(&peer) == Some(&addr)
+        {
             return;
         }
-        if let Some(old) = self.book.insert(peer, addr) {
+        if let Some(old) = self.announced.insert(peer, addr) {
             info!(node = %self.common.me, %peer, %old, new = %addr, "peer moved to a new address");
         }
         self.reconcile();
+    }
+
+    fn address(&self, peer: NodeId) -> Option<SocketAddr> {
+        let configured = self.configured.get(&peer);
+        configured.or_else(|| self.announced.get(&peer)).copied()
     }
 
     /// An authenticated peer connection from `peer` opened.
@@ -167,15 +185,15 @@ impl Peers {
             .collect()
     }
 
-    /// The peers there should be links to: every member, then guests in id
-    /// order up to [`MAX_GUESTS`].
+    /// The peers there should be links to: every member, then guests whose
+    /// address is known, in id order, up to [`MAX_GUESTS`].
     fn wanted(&mut self) -> BTreeSet<NodeId> {
         let me = self.common.me;
         let mut guests = self
             .connected
             .keys()
             .copied()
-            .filter(|n| *n != me && !self.members.contains(n));
+            .filter(|&n| n != me && !self.members.contains(&n) && self.address(n).is_some());
         let mut wanted = self.members.clone();
         wanted.extend(guests.by_ref().take(MAX_GUESTS));
         if guests.next().is_some() && !self.guests_capped {
@@ -190,8 +208,9 @@ impl Peers {
         let wanted = self.wanted();
         self.links.retain(|peer, _| wanted.contains(peer));
         for peer in wanted {
+            let address = self.address(peer);
             let link = self.links.entry(peer).or_insert_with(PeerLink::idle);
-            let Some(&addr) = self.book.get(&peer) else {
+            let Some(addr) = address else {
                 continue;
             };
             match &link.task {
@@ -240,13 +259,13 @@ mod tests {
             counters: Arc::new(Counters::default()),
             max_frame: 1 << 20,
         };
-        let book = HashMap::from([(NodeId(2), addr(7002)), (NodeId(3), addr(7003))]);
+        let configured = HashMap::from([(NodeId(2), addr(7002)), (NodeId(3), addr(7003))]);
         let started: Started = Arc::default();
         let record = started.clone();
         let start: StartLink = Box::new(move |link, retired| {
             record.lock().unwrap().push((link.peer, link.addr, retired));
         });
-        (Peers::new(common, book, start), started)
+        (Peers::new(common, configured, start), started)
     }
 
     fn linked(p: &Peers) -> Vec<NodeId> {
@@ -297,6 +316,7 @@ mod tests {
         let (mut p, started) = peers();
         p.set_members(&ids(&[1, 2, 3]), &[]);
         p.connected(NodeId(9));
+        assert_eq!(linked(&p), ids(&[2, 3]), "no address yet: nothing to link");
         p.learned_address(NodeId(9), addr(7009));
         p.connected(NodeId(9));
         assert_eq!(linked(&p), ids(&[2, 3, 9]));
@@ -318,13 +338,21 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_peer_gets_a_fresh_link() {
+    fn a_moved_peer_gets_a_fresh_link_unless_its_address_was_configured() {
         let (mut p, started) = peers();
-        p.set_members(&ids(&[1, 2, 3]), &[]);
+        p.set_members(&ids(&[1, 2, 3, 4]), &[]);
+        p.learned_address(NodeId(4), addr(7004));
+        p.learned_address(NodeId(4), addr(8004));
+        // Node 2 announces where it listens, but this node was started with
+        // another address for it (a proxy, say): that one stays.
         p.learned_address(NodeId(2), addr(8002));
         assert_eq!(
             running(&started),
-            vec![(NodeId(2), addr(8002)), (NodeId(3), addr(7003))]
+            vec![
+                (NodeId(2), addr(7002)),
+                (NodeId(3), addr(7003)),
+                (NodeId(4), addr(8004))
+            ]
         );
     }
 
@@ -337,6 +365,7 @@ mod tests {
         assert!(linked(&p).is_empty());
         for n in 100..100 + MAX_GUESTS as u64 + 5 {
             p.connected(NodeId(n));
+            p.learned_address(NodeId(n), addr(n as u16));
         }
         assert_eq!(linked(&p).len(), MAX_GUESTS);
     }
