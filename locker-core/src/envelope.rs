@@ -1,8 +1,9 @@
 //! The frames exchanged on one connection: the handshake, then either peer
-//! messages (between cluster members) or client requests and replies (from a
-//! process that is not a member). Each is sent as one [`wire`](crate::wire) frame.
+//! messages (between cluster nodes) or client requests and replies (from a
+//! process that is not a node). Each is sent as one [`wire`](crate::wire) frame.
 
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 use crate::config::{NodeId, Role};
 use crate::message::Message;
@@ -11,7 +12,8 @@ use crate::request::{Reply, Request, Summary};
 /// Who opened a connection.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Who {
-    /// A cluster member, with its id.
+    /// A node of the cluster (a member, or a client-only node or one about
+    /// to be added), with its id.
     Peer(NodeId),
     /// A client: it sends requests and reads replies.
     Client,
@@ -71,6 +73,11 @@ pub enum Envelope {
         /// The status.
         status: Status,
     },
+    /// Sent once by a peer link's connector right after the handshake: the
+    /// address the connector listens on, so that the acceptor can link
+    /// back to a node it was not started with. An unspecified IP
+    /// (`0.0.0.0`, `::`) stands for the IP the connection came from.
+    PeerAddress(SocketAddr),
 }
 
 /// What `locker status` shows about a node.
@@ -84,7 +91,8 @@ pub struct Status {
     /// included, if it is a master out of quarantine): writes through it can
     /// succeed.
     pub ready: bool,
-    /// Each peer and whether the outbound link to it is up.
+    /// Each peer this node links to (every other member, and the
+    /// non-members connected to it) and whether the link is up.
     pub links: Vec<(NodeId, bool)>,
     /// The adapter's counters, by name.
     pub counters: Vec<(String, u64)>,

@@ -80,6 +80,36 @@ proptest! {
     }
 }
 
+#[test]
+fn peer_addresses_round_trip_and_earlier_envelopes_keep_their_tags() {
+    use locker_core::envelope::{Envelope, Who};
+    use locker_core::NodeId;
+    // (serde carries no IPv6 scope id or flow label.)
+    for addr in [
+        "127.0.0.1:7001",
+        "0.0.0.0:7001",
+        "[::1]:7002",
+        "[2001:db8::1]:7003",
+    ] {
+        round_trip(&Envelope::PeerAddress(addr.parse().unwrap()));
+    }
+    // The variant was added last: frames of the others are as before.
+    let mut hello = Vec::new();
+    let who = Who::Peer(NodeId(3));
+    encode_frame(
+        &Envelope::Hello {
+            who,
+            nonce: [0; 32],
+        },
+        &mut hello,
+    )
+    .unwrap();
+    assert_eq!(hello[HEADER_LEN], 0, "Hello's tag");
+    let mut welcome = Vec::new();
+    encode_frame(&Envelope::Welcome, &mut welcome).unwrap();
+    assert_eq!(welcome[HEADER_LEN..], [3], "Welcome's tag");
+}
+
 fn frame_of(msg: &Message) -> Vec<u8> {
     let mut buf = Vec::new();
     encode_frame(msg, &mut buf).unwrap();

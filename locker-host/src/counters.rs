@@ -11,8 +11,8 @@ pub struct Counters {
     pub auth_failures: AtomicU64,
     /// Connections closed for a malformed, oversized or wrong-version frame.
     pub bad_frames: AtomicU64,
-    /// Connections from a node id that is not a member.
-    pub unknown_peers: AtomicU64,
+    /// Peer connections refused because they claimed this node's own id.
+    pub own_id_peers: AtomicU64,
     /// Messages dropped because a peer link's queue was full.
     pub link_drops: AtomicU64,
     /// Replies dropped because a client did not read them.
@@ -36,7 +36,7 @@ impl Counters {
             c("accepted", &self.accepted),
             c("auth_failures", &self.auth_failures),
             c("bad_frames", &self.bad_frames),
-            c("unknown_peers", &self.unknown_peers),
+            c("own_id_peers", &self.own_id_peers),
             c("link_drops", &self.link_drops),
             c("replies_dropped", &self.replies_dropped),
             c("peer_connects", &self.peer_connects),

@@ -20,7 +20,7 @@ use event_listener::Event;
 use locker_core::envelope::{Envelope, Status};
 use locker_core::{Node, NodeId, Output, RequestId, Time};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, error};
@@ -29,6 +29,7 @@ use crate::busy_poll;
 use crate::counters::{bump, Counters};
 use crate::fatal::{FatalError, Stopped};
 use crate::outbox::Outbox;
+use crate::peers::{Peers, Route};
 use crate::persist::{DataDir, State};
 use crate::runtime::Runtime;
 use crate::signal::Shutdown;
@@ -67,6 +68,8 @@ pub(crate) enum Input {
         from: NodeId,
         msg: locker_core::Message,
     },
+    /// A peer says where it listens (see [`crate::peers`]).
+    PeerAddress { from: NodeId, addr: SocketAddr },
     /// A client request or status request.
     Request { env: Envelope, reply: ReplyTo },
 }
@@ -108,13 +111,25 @@ impl ReplyTo {
     }
 }
 
+/// An open peer connection to this node, counted while it lives.
+pub(crate) struct PeerConnection {
+    driver: Arc<SharedDriver>,
+    peer: NodeId,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.driver.lock().peers.disconnected(self.peer);
+    }
+}
+
 /// The node task's state.
 pub(crate) struct Driver {
     pub node: Node,
     /// The instant the core's clock reads zero.
     pub start: Instant,
-    pub links: HashMap<NodeId, Slot>,
-    pub link_state: Vec<(NodeId, Arc<AtomicBool>)>,
+    /// The peer links, kept in step with the membership in force.
+    pub peers: Peers,
     pub counters: Arc<Counters>,
     /// The data directory and what was last written to it.
     pub storage: Option<(DataDir, State)>,
@@ -200,6 +215,17 @@ impl SharedDriver {
             }
             written.flush();
             wanted.await;
+        }
+    }
+
+    /// Counts an authenticated peer connection from `peer` until the
+    /// returned guard is dropped (see [`crate::peers`]: a non-member is
+    /// linked back while it is connected).
+    pub fn peer_connection(self: &Arc<Self>, peer: NodeId) -> PeerConnection {
+        self.lock().peers.connected(peer);
+        PeerConnection {
+            driver: self.clone(),
+            peer,
         }
     }
 
@@ -322,18 +348,21 @@ impl SharedDriver {
 }
 
 impl Driver {
+    /// A driver whose links start with the membership `node` runs.
     pub fn new(
         node: Node,
         start: Instant,
         counters: Arc<Counters>,
+        mut peers: Peers,
         shutdown: Shutdown,
         stopped: Stopped,
     ) -> Driver {
+        let config = node.config();
+        peers.set_members(&config.masters, &config.replicas);
         Driver {
             node,
             start,
-            links: HashMap::new(),
-            link_state: Vec::new(),
+            peers,
             counters,
             storage: None,
             shutdown,
@@ -361,8 +390,9 @@ impl Driver {
     }
 
     /// Whether a write through this node can find a quorum of masters now:
-    /// it is not a quarantined master, and the masters it reaches (over the
-    /// links that are up, and itself if a master) are a quorum.
+    /// it is not a quarantined master, and the masters it reaches both ways
+    /// (its link to them up and theirs to it connected), with itself if a
+    /// master, are a quorum.
     fn is_ready(&self) -> bool {
         if self.halted {
             return false;
@@ -376,13 +406,7 @@ impl Driver {
         let mut reachable = config
             .masters
             .iter()
-            .filter(|m| {
-                **m != me
-                    && self
-                        .link_state
-                        .iter()
-                        .any(|(peer, up)| peer == *m && up.load(Ordering::Relaxed))
-            })
+            .filter(|&&m| m != me && self.peers.reaches(m))
             .count();
         if config.masters.contains(&me) {
             reachable += 1;
@@ -423,11 +447,7 @@ impl Driver {
             ready: self.is_ready(),
             summary: self.node.summary(self.now()),
             role: self.node.role(),
-            links: self
-                .link_state
-                .iter()
-                .map(|(p, up)| (*p, up.load(Ordering::Relaxed)))
-                .collect(),
+            links: self.peers.states(),
             counters: self.counters.to_vec(),
         }
     }
@@ -452,6 +472,7 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Peer { from, msg } => self.node.handle_message(now, from, msg),
+            Input::PeerAddress { from, addr } => self.peers.learned_address(from, addr),
             Input::Request { env, reply } => match env {
                 Envelope::ClientRequest { id, request } => {
                     bump(&self.counters.requests);
@@ -496,23 +517,25 @@ impl Driver {
                     }
                 }
                 Output::PersistMembership(membership) => {
-                    if !self.persist(|s| s.membership = Some(*membership)) {
+                    let (masters, replicas) =
+                        (membership.masters.clone(), membership.replicas.clone());
+                    if !self.persist(move |s| s.membership = Some(*membership)) {
                         return;
                     }
+                    // Emitted on every applied change (and on Paxos votes,
+                    // which leave the members as they are): the links
+                    // follow before the announcements that come next.
+                    self.peers.set_members(&masters, &replicas);
                 }
             }
         }
     }
 
     fn send_to_peer(&mut self, to: NodeId, msg: locker_core::Message) {
-        let Some(slot) = self.links.get(&to) else {
-            debug!(%to, "no link to node");
-            return;
-        };
-        let outbox = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match outbox {
-            Some(o) if o.push(&Envelope::Peer(msg)) => self.dirty.push(&o),
-            _ => bump(&self.counters.link_drops),
+        match self.peers.route(to) {
+            Route::Up(o) if o.push(&Envelope::Peer(msg)) => self.dirty.push(&o),
+            Route::Up(_) | Route::Down => bump(&self.counters.link_drops),
+            Route::NoLink => debug!(%to, "no link to node"),
         }
     }
 }

@@ -63,6 +63,7 @@ pub mod lease;
 mod link;
 pub mod node;
 pub mod outbox;
+mod peers;
 mod persist;
 pub mod registry;
 pub mod runtime;

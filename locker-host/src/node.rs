@@ -1,5 +1,5 @@
-//! A running node: starts the driver task, the accept loop and one outbound
-//! link per peer on the given runtime.
+//! A running node: starts the driver task, the accept loop and the peer
+//! links (kept in step with the membership, see `peers`) on the given runtime.
 //!
 //! # How a node starts
 //!
@@ -18,7 +18,6 @@ use locker_core::{Config, ConfigError, Node, NodeId, Time};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -29,8 +28,9 @@ use crate::persist::{DataDir, StateError};
 use crate::busy_poll::BusyPoll;
 use crate::client::Client;
 use crate::counters::Counters;
-use crate::driver::{Driver, Input, SharedDriver, Slot, INBOX};
-use crate::link::Link;
+use crate::driver::{Driver, Input, SharedDriver, INBOX};
+use crate::link::LinkCommon;
+use crate::peers::{Peers, StartLink};
 use crate::runtime::Runtime;
 use crate::server::Server;
 use crate::signal::Shutdown;
@@ -40,7 +40,10 @@ use crate::signal::Shutdown;
 pub struct NodeOptions {
     /// The core's configuration (id, members, quorum, timings).
     pub config: Config,
-    /// Address of every other member.
+    /// Where other nodes listen: every member of `config` needs one. Nodes
+    /// added later announce their own address when they connect. This
+    /// node's own entry, if any, is the address it announces (by default
+    /// the one it listens on).
     pub addrs: HashMap<NodeId, SocketAddr>,
     /// The cluster secret; `None` only on loopback.
     pub secret: Option<Vec<u8>>,
@@ -170,6 +173,14 @@ impl<R: Runtime> LocalNode<R> {
         let config = opts.config.clone();
         let id = config.id;
         config.validate()?;
+        if let Some(&peer) = config
+            .masters
+            .iter()
+            .chain(&config.replicas)
+            .find(|&&n| n != id && !opts.addrs.contains_key(&n))
+        {
+            return Err(StartError::NoAddress(peer));
+        }
         let data_dir = match &opts.data_dir {
             Some(dir) => Some(DataDir::open(dir, id)?),
             None => None,
@@ -216,44 +227,35 @@ impl<R: Runtime> LocalNode<R> {
         let counters = Arc::new(Counters::default());
         let (input, inbox) = async_channel::bounded(INBOX);
 
+        let peers = Peers::new(
+            LinkCommon {
+                me: id,
+                advertise: opts.addrs.get(&id).copied().unwrap_or(addr),
+                secret: secret.clone(),
+                counters: counters.clone(),
+                max_frame: opts.max_frame,
+            },
+            opts.addrs.clone(),
+            start_links(&runtime, &shutdown),
+        );
+        // Links follow the membership the node runs, which a persisted one
+        // overrides: the driver takes it from the core.
         let mut driver = Driver::new(
             node,
             Instant::now(),
             counters.clone(),
+            peers,
             shutdown.clone(),
             stopped.clone(),
         );
         driver.storage = storage;
-        for peer in config.masters.iter().chain(&config.replicas).copied() {
-            if peer == id {
-                continue;
-            }
-            let peer_addr = *opts.addrs.get(&peer).ok_or(StartError::NoAddress(peer))?;
-            let slot: Slot = Arc::default();
-            let up = Arc::new(AtomicBool::new(false));
-            driver.links.insert(peer, slot.clone());
-            driver.link_state.push((peer, up.clone()));
-            let link = Link {
-                slot,
-                me: id,
-                peer,
-                addr: peer_addr,
-                secret: secret.clone(),
-                up,
-                counters: counters.clone(),
-                max_frame: opts.max_frame,
-            };
-            runtime.spawn(shutdown.guard(link.run(runtime.clone())));
-        }
-        let mut known: Vec<NodeId> = opts.addrs.keys().copied().collect();
-        known.extend(config.masters.iter().chain(&config.replicas));
 
         let driver = SharedDriver::new(driver);
         runtime.spawn(shutdown.guard(driver.clone().run(runtime.clone(), inbox)));
         runtime.spawn(shutdown.guard(driver.clone().run_writer()));
         let server = Server {
             runtime: runtime.clone(),
-            known,
+            me: id,
             secret,
             driver: driver.clone(),
             counters: counters.clone(),
@@ -359,6 +361,16 @@ impl<R: Runtime> LocalNode<R> {
     pub fn shutdown(&self) {
         self.shutdown.raise();
     }
+}
+
+/// Spawns link tasks on `runtime`, each ending at the node's shutdown or
+/// its own retirement.
+fn start_links<R: Runtime>(runtime: &R, shutdown: &Shutdown) -> StartLink {
+    let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
+    Box::new(move |link, retired| {
+        let task = retired.guard(link.run(runtime.clone()));
+        runtime.spawn(shutdown.guard(task));
+    })
 }
 
 impl<R: Runtime> Drop for LocalNode<R> {

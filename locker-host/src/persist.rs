@@ -26,6 +26,10 @@ use std::path::{Path, PathBuf};
 
 /// The state file's name in the data directory.
 pub const STATE_FILE: &str = "state";
+/// The file a running node holds locked, so that no second node (a second
+/// process started on the same directory by mistake) uses the directory
+/// beside it: two writers would undo each other's ceilings and votes.
+const LOCK_FILE: &str = "lock";
 const VERSION: u64 = 1;
 const HEADER: &str = "# locker node state: written by the node and checked at start; do not edit";
 const LEGACY_CEILING: &str = "token-ceiling";
@@ -66,6 +70,15 @@ pub enum StateError {
         /// This node's id.
         expected: NodeId,
     },
+    /// Another running node holds the directory.
+    #[error(
+        "{path} is locked by another running node: give each node its own data dir, or stop the \
+         other one first"
+    )]
+    InUse {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// Writing, syncing or renaming failed.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -85,23 +98,48 @@ pub struct State {
     pub membership: Option<AppliedMembership>,
 }
 
-/// A node's data directory.
-#[derive(Clone, Debug)]
+/// A node's data directory, locked for as long as this value lives.
+#[derive(Debug)]
 pub struct DataDir {
     dir: PathBuf,
     node: NodeId,
+    /// Held locked; the lock goes with the file when it is dropped (or the
+    /// process dies).
+    _lock: std::fs::File,
 }
 
 impl DataDir {
-    /// The data directory `dir` of node `node` (created if missing).
+    /// The data directory `dir` of node `node` (created if missing), locked
+    /// against any other node.
     pub fn open(dir: &Path, node: NodeId) -> Result<DataDir, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let write_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(write_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::InUse { path: lock_path })
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Write {
+                    path: lock_path,
+                    source,
+                })
+            }
+        }
         Ok(DataDir {
             dir: dir.to_path_buf(),
             node,
+            _lock: lock,
         })
     }
 
@@ -544,12 +582,21 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_in_use_is_refused_until_it_is_free() {
+        let tmp = TempDir::new("in-use");
+        let first = DataDir::open(&tmp.0, NodeId(1)).unwrap();
+        let err = DataDir::open(&tmp.0, NodeId(1)).unwrap_err();
+        assert!(matches!(err, StateError::InUse { .. }), "{err}");
+        drop(first);
+        DataDir::open(&tmp.0, NodeId(1)).unwrap();
+    }
+
+    #[test]
     fn a_directory_of_another_node_is_refused() {
         let tmp = TempDir::new("other-node");
-        DataDir::open(&tmp.0, NodeId(1))
-            .unwrap()
-            .store(&State::default())
-            .unwrap();
+        let first = DataDir::open(&tmp.0, NodeId(1)).unwrap();
+        first.store(&State::default()).unwrap();
+        drop(first);
         let err = DataDir::open(&tmp.0, NodeId(2))
             .unwrap()
             .load()

@@ -1,11 +1,15 @@
 //! The accept loop and the two kinds of accepted connection: a peer's
 //! (messages into the driver) and a client's (requests in, replies out).
+//! Any peer that proves the cluster secret is served, member or not: a node
+//! about to be added announces itself so, and the core decides what a
+//! non-member may do.
 //! Each connection's task feeds what it reads to the driver itself, a burst
 //! of frames under one lock (see [`crate::driver`]).
 
 use locker_core::envelope::{Envelope, Who};
 use locker_core::wire::WireError;
 use locker_core::NodeId;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
@@ -23,8 +27,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// What every accepted connection needs.
 pub(crate) struct Server<R: Runtime> {
     pub runtime: R,
-    /// Every node id that may connect as a peer.
-    pub known: Vec<NodeId>,
+    /// This node's id, which no peer may claim.
+    pub me: NodeId,
     pub secret: Arc<[u8]>,
     pub driver: Arc<SharedDriver>,
     pub counters: Arc<Counters>,
@@ -50,7 +54,7 @@ impl<R: Runtime> Server<R> {
             bump(&this.counters.accepted);
             let srv = this.clone();
             this.runtime.spawn(this.shutdown.guard(async move {
-                if let Err(e) = srv.serve(reader, writer).await {
+                if let Err(e) = srv.serve(reader, writer, remote).await {
                     match e {
                         ConnError::Closed => debug!(%remote, "connection closed"),
                         ConnError::Wire(ref w) => {
@@ -65,7 +69,12 @@ impl<R: Runtime> Server<R> {
         }
     }
 
-    async fn serve(&self, reader: R::Reader, writer: R::Writer) -> Result<(), ConnError> {
+    async fn serve(
+        &self,
+        reader: R::Reader,
+        writer: R::Writer,
+        remote: SocketAddr,
+    ) -> Result<(), ConnError> {
         let accepted = conn::accept(&self.runtime, reader, writer, &self.secret, self.max_frame);
         let (who, reader, writer) = match accepted.await {
             Ok(x) => x,
@@ -85,14 +94,15 @@ impl<R: Runtime> Server<R> {
         };
         match who {
             Who::Peer(from) => {
-                if !self.known.contains(&from) {
-                    bump(&self.counters.unknown_peers);
-                    warn!(peer = %from, "closing connection: unknown peer");
+                if from == self.me {
+                    bump(&self.counters.own_id_peers);
+                    warn!(peer = %from, "closing connection: a peer claims this node's own id");
                     return Ok(());
                 }
                 // Held so the connection stays open while we read.
                 let _keep_open = writer;
-                self.serve_peer(from, reader).await
+                let _counted = self.driver.peer_connection(from);
+                self.serve_peer(from, remote, reader).await
             }
             Who::Client => {
                 let outbox = Outbox::new(&self.runtime, writer);
@@ -102,9 +112,20 @@ impl<R: Runtime> Server<R> {
         }
     }
 
-    async fn serve_peer(&self, from: NodeId, reader: Reader<R::Reader>) -> Result<(), ConnError> {
+    async fn serve_peer(
+        &self,
+        from: NodeId,
+        remote: SocketAddr,
+        reader: Reader<R::Reader>,
+    ) -> Result<(), ConnError> {
         self.run_connection(reader, |env| match env {
             Envelope::Peer(msg) => Ok(Input::Peer { from, msg }),
+            Envelope::PeerAddress(mut addr) => {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(remote.ip());
+                }
+                Ok(Input::PeerAddress { from, addr })
+            }
             _ => Err(garbage("not a peer message")),
         })
         .await

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::runtime::{timeout_at, Runtime};
-use crate::{Client, FatalError, LocalNode, NodeOptions, StartError, StartMode};
+use crate::{Client, FatalError, LocalNode, NodeOptions, StartError, StartMode, StateError};
 
 /// The cluster secret of every scenario.
 pub const SECRET: &[u8] = b"conformance secret";
@@ -221,6 +221,26 @@ impl<R: Runtime> Cluster<R> {
         (self.placement)(id)(listener, opts).await
     }
 
+    /// Starts a brand-new node with the next id: it knows every node's
+    /// address and the start-up members, and is none of them (a client-only
+    /// node, until a `set_nodes` adds it). The others were not started with
+    /// it. Returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let id = NodeId(self.nodes.len() as u64 + 1);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+        self.addrs
+            .insert(id, listener.local_addr().expect("bound address"));
+        // Joining a running cluster is no bootstrap: promoted, it waits out
+        // a quarantine before it votes.
+        let dir = Some(self.data_dir(id));
+        let node = self
+            .start_node(id, listener, StartMode::Restart, dir)
+            .await
+            .expect("start the node");
+        self.nodes.push(Some(node));
+        self.nodes.len() - 1
+    }
+
     /// The node with id `i + 1`.
     pub fn node(&self, i: usize) -> &dyn RunningNode<R> {
         self.nodes[i].as_deref().expect("the node is running")
@@ -291,21 +311,32 @@ impl<R: Runtime> Cluster<R> {
     pub async fn restart_with(&mut self, i: usize, how: Restart) -> Result<(), StartError> {
         let id = NodeId(i as u64 + 1);
         let addr = self.addrs[&id];
-        // The killed node's listener closes once its task is dropped.
-        let t = Instant::now();
-        let listener = loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(l) => break l,
-                Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("rebind {addr}: {e}"),
-                Err(_) => sleep(&self.runtime, Duration::from_millis(10)).await,
-            }
-        };
         let (mode, dir) = match how {
             Restart::WithState => (StartMode::Restart, Some(self.data_dir(id))),
             Restart::WithoutState => (StartMode::Restart, None),
             Restart::AsNewCluster => (StartMode::Bootstrap, Some(self.data_dir(id))),
         };
-        let node = self.start_node(id, listener, mode, dir).await?;
+        // The killed node's listener and data dir lock are let go once its
+        // tasks are dropped, which may take a moment after the kill.
+        let t = Instant::now();
+        let node = loop {
+            let listener = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("rebind {addr}: {e}"),
+                Err(_) => {
+                    sleep(&self.runtime, Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            match self.start_node(id, listener, mode, dir.clone()).await {
+                Err(StartError::State(StateError::InUse { .. }))
+                    if t.elapsed() < Duration::from_secs(5) =>
+                {
+                    sleep(&self.runtime, Duration::from_millis(10)).await;
+                }
+                started => break started?,
+            }
+        };
         self.nodes[i] = Some(node);
         Ok(())
     }

@@ -19,6 +19,7 @@
 
 mod cluster;
 pub mod guard;
+pub mod membership;
 pub mod scenarios;
 pub mod start;
 
@@ -48,6 +49,9 @@ macro_rules! conformance_suite {
             guard_releases_on_drop_and_the_name_registry_follows,
             bad_clients_are_turned_away_and_others_still_served,
             a_peer_with_the_wrong_secret_never_joins,
+        );
+        $crate::conformance_suite!(@tests_of membership, $runtime, $block_on, $place;
+            a_new_node_replaces_a_master_and_the_links_follow,
         );
         $crate::conformance_suite!(@tests_of start, $runtime, $block_on, $place;
             masters_restarted_without_state_keep_a_held_key_held,

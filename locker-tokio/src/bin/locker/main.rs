@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod admin;
 mod bench;
 mod demo;
 mod stats;
@@ -169,6 +170,10 @@ enum Cmd {
     /// How long a lock takes through the node (a probe key, locked and
     /// released).
     Lag,
+    /// Change the members: `--masters 2,3,4 [--replicas 5]`.
+    SetNodes(admin::SetNodesArgs),
+    /// Change the write quorum.
+    SetW(admin::SetWArgs),
     /// Walk through what locker does, on a cluster inside this process.
     Demo,
     /// Measure lock+release cycles and extends against three `locker serve` processes.
@@ -222,6 +227,10 @@ fn read_secret(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, String> {
             Ok(Some(trimmed))
         }
     }
+}
+
+fn ids(nodes: &[NodeId]) -> Value {
+    nodes.iter().map(|n| n.0).collect()
 }
 
 fn text(bytes: &[u8]) -> Value {
@@ -523,6 +532,15 @@ fn print_result(r: Result<Value, Error>) -> ExitCode {
             eprintln!("locker: {e}: check --secret-file");
             ExitCode::from(2)
         }
+        Err(Error::Timeout) => {
+            let msg = "the node did not answer in time";
+            println!(
+                "{}",
+                json!({"ok": false, "error": "timeout", "message": msg})
+            );
+            eprintln!("locker: {msg} (it may be overloaded, paused or partitioned)");
+            ExitCode::from(2)
+        }
         Err(e) => {
             println!(
                 "{}",
@@ -589,8 +607,11 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
                        "ready": s.ready, "recovering": s.summary.recovering, "leases": s.summary.leases,
                        "tombstones": s.summary.tombstones, "promises": s.summary.promises,
                        "coordinating": s.summary.coordinating, "highest_token": s.summary.highest_token.0,
-                       "w": s.summary.w, "peers": links, "counters": counters})
+                       "w": s.summary.w, "masters": ids(&s.summary.masters),
+                       "replicas": ids(&s.summary.replicas), "peers": links, "counters": counters})
             }
+            Cmd::SetNodes(args) => admin::set_nodes(&client, args).await?,
+            Cmd::SetW(args) => admin::set_w(&client, args).await?,
             Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) => unreachable!("handled above"),
         })
     }
