@@ -533,6 +533,10 @@ impl<R: Runtime> Client<R> {
     }
 
     /// [`Client::lock_guard`] with a chosen danger margin.
+    ///
+    /// [`Error::LeaseLost`] when the lock was granted but its validity had
+    /// already run out when the answer came (it waited longer than its
+    /// lease): the key is released again and no guard is made.
     pub async fn lock_guard_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -541,6 +545,15 @@ impl<R: Runtime> Client<R> {
         options: GuardOptions,
     ) -> Result<LeaseGuard, Error> {
         let held = self.lock(key.as_ref(), value.as_ref(), lease).await?;
+        if self.runtime.now() >= held.deadline {
+            // The lock waited (or the answer travelled) longer than its
+            // validity: the holder cannot rely on it, so no guard is made.
+            // The entry may still live on the masters: free it for others.
+            let _ = self
+                .release(key.as_ref(), value.as_ref(), Some(held.token))
+                .await;
+            return Err(Error::LeaseLost);
+        }
         Ok(LeaseGuard::spawn(
             self.runtime.clone(),
             self.clone(),

@@ -25,12 +25,11 @@ pub enum Error {
     #[error("the node did not answer in time")]
     Timeout,
     /// A lease guard's lease was lost (its deadline passed, or the key was
-    /// taken away) before the holder released it: the holder may already
-    /// have been replaced, so whatever it did after the loss was not fenced
-    /// by a held lease.
-    #[error(
-        "the lease was lost before the release: its deadline passed or another holder took the key"
-    )]
+    /// taken away) before the holder released it, or a lock for a guard was
+    /// granted too late to be valid: the holder may already have been
+    /// replaced, so whatever it did after the loss was not fenced by a held
+    /// lease.
+    #[error("the lease was lost: its deadline passed or another holder took the key")]
     LeaseLost,
     /// The node answered with something this request cannot produce (a bug).
     #[error("unexpected answer from the node")]

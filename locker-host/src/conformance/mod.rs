@@ -64,6 +64,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests_of guard, $runtime, $block_on, $place;
             a_paused_guard_reads_lost_past_its_deadline_before_its_keeper_runs,
             a_guard_reads_danger_well_before_lost_when_the_cluster_is_unreachable,
+            a_guard_granted_too_late_is_refused_and_frees_the_key,
         );
     };
     (@tests_of $module:ident, $runtime:expr, $block_on:path, $place:expr; $($name:ident),* $(,)?) => {
