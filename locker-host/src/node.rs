@@ -316,9 +316,9 @@ impl<R: Runtime> LocalNode<R> {
     }
 
     /// Waits until [`LocalNode::is_ready`]: the peer links to a quorum of
-    /// masters are up (and, for a master, its quarantine is over). It waits
-    /// for as long as that takes (a cluster whose majority is down is never
-    /// ready), so bound it:
+    /// masters are up (and, for a master, its quarantine is over), or until
+    /// the node stops. It waits for as long as that takes (a cluster whose
+    /// majority is down is never ready), so bound it:
     ///
     /// ```no_run
     /// # async fn f<R: locker_host::Runtime>(node: &locker_host::LocalNode<R>, runtime: &R) {

@@ -479,7 +479,10 @@ async fn serve_on<R: Runtime>(
     };
     let announce_ready = async {
         node.ready().await;
-        tracing::info!(node = %node.id(), "node ready: it reaches a quorum of masters");
+        // ready() also returns when the node stops.
+        if node.is_ready() {
+            tracing::info!(node = %node.id(), "node ready: it reaches a quorum of masters");
+        }
         std::future::pending::<()>().await
     };
     tokio::select! {
