@@ -178,6 +178,9 @@ enum Phase {
 pub(crate) struct Op {
     request: RequestId,
     kind: OpKind,
+    /// When the request arrived here: a lease granted after a wait is
+    /// counted from later than the holder's send (see [`Lease::waited`]).
+    received: Time,
     deadline: Time,
     attempt: u32,
     phase: Phase,
@@ -302,6 +305,7 @@ impl Node {
         let op = Op {
             request,
             kind,
+            received: now,
             deadline: now + wait,
             attempt: 0,
             phase: Phase::Backoff,
@@ -605,11 +609,16 @@ impl Node {
             Phase::Round { started, .. } => (*started, None),
             _ => unreachable!("only commits and rounds succeed"),
         };
+        let drift = self.config.drift();
+        // Time spent here before the successful attempt, as a holder's clock
+        // is sure to have measured it too (see `Lease::waited`).
+        let waited = drift.shrink(started.saturating_since(op.received));
         let lease = |lease: Duration, token: Token| {
-            let validity = self.config.drift().shrink(lease);
+            let validity = drift.shrink(lease);
             Lease {
                 token,
                 validity,
+                waited,
                 valid_until: started + validity,
             }
         };

@@ -160,8 +160,16 @@ pub struct Lease {
     /// The fencing token of this tenure.
     pub token: Token,
     /// How long the holder may act as holder, counted from the moment it
-    /// *sent* its request (never from when the reply arrived).
+    /// *sent* its request plus [`Lease::waited`] (never from when the reply
+    /// arrived).
     pub validity: Duration,
+    /// How long the coordinator held the request before the attempt that
+    /// succeeded began (waiting for a held key, retrying), scaled down for
+    /// clock drift: at least this much has passed on the holder's clock too
+    /// between its send and the start of its tenure, so the holder may count
+    /// `validity` from `send + waited`. Without it a lock that waited longer
+    /// than its lease would be useless to its holder.
+    pub waited: Duration,
     /// The same deadline on the coordinating node's clock: the instant its
     /// successful attempt started plus `validity`.
     pub valid_until: Time,

@@ -446,6 +446,48 @@ fn lease_validity_is_shrunk_for_drift_from_the_attempt_start() {
     assert_eq!(e.valid_until, t1 + expected);
 }
 
+/// A lock that waited for a held key reports how long it waited (shrunk for
+/// drift), so that its holder counts the validity from the start of its own
+/// tenure instead of from its send: without it, a lock that waited longer
+/// than its lease would be over before it began.
+#[test]
+fn a_lock_that_waited_reports_its_wait() {
+    let mut c = Cluster::with(&[1, 2, 3], &[], &[], |cfg| cfg.max_drift = 0.001);
+    let first = c.locked(1, "k", "a", secs(1));
+    assert_eq!(
+        first.waited,
+        std::time::Duration::ZERO,
+        "no wait for a free key"
+    );
+    let sent = c.now;
+    let id = c.submit(
+        2,
+        Request::Lock {
+            key: b"k".to_vec(),
+            value: b"b".to_vec(),
+            lease: secs(1),
+            wait: secs(5),
+        },
+    );
+    let r = c.run_until_reply(id);
+    let Ok(Response::Locked(l)) = r else {
+        panic!("{r:?}")
+    };
+    let started = l.valid_until - l.validity;
+    let shrunk = |d: std::time::Duration| {
+        std::time::Duration::from_micros(d.as_micros() as u64 * 999_000 / 1_001_000)
+    };
+    assert!(
+        started > sent + secs(1) - ms(10),
+        "it waited out the first lease"
+    );
+    assert_eq!(l.waited, shrunk(started - sent));
+    assert!(
+        l.waited + l.validity > secs(1),
+        "valid past its own send plus a lease"
+    );
+}
+
 #[test]
 fn config_validation_refuses_unsafe_quorums() {
     let masters = ids(1..=4);

@@ -42,7 +42,9 @@ pub struct Held {
     pub token: Token,
     /// How long the lease is valid, counted from `sent`.
     pub validity: Duration,
-    /// The instant the request was sent.
+    /// The instant the validity counts from: when the request was sent, or
+    /// later by the time its node held it before the attempt that
+    /// succeeded ([`Lease::waited`](locker_core::Lease::waited)).
     pub sent: Instant,
     /// The holder's deadline: `sent + validity`. Stop acting as holder after it.
     pub deadline: Instant,
@@ -612,10 +614,12 @@ fn request_bound(request: &Request) -> Duration {
 }
 
 fn held(sent: Instant, l: locker_core::Lease) -> Held {
+    // A lock that waited at its node is valid from later than its send.
+    let from = sent + l.waited;
     Held {
         token: l.token,
         validity: l.validity,
-        sent,
-        deadline: sent + l.validity,
+        sent: from,
+        deadline: from + l.validity,
     }
 }

@@ -856,7 +856,8 @@ impl World {
         let key = self.history.ops[op].key.clone();
         match (&kind, &reply) {
             (OpKind::Lock(v), Ok(Response::Locked(lease))) => {
-                let deadline_local = r.send_local + lease.validity.as_micros() as u64;
+                let deadline_local =
+                    r.send_local + (lease.waited + lease.validity).as_micros() as u64;
                 let end = self.real_of(c, deadline_local);
                 self.history.grants.push(Grant {
                     key: key.clone(),
@@ -885,7 +886,8 @@ impl World {
                 }
             }
             (OpKind::Extend(_), Ok(Response::Extended(lease))) => {
-                let deadline_local = r.send_local + lease.validity.as_micros() as u64;
+                let deadline_local =
+                    r.send_local + (lease.waited + lease.validity).as_micros() as u64;
                 let end = self.real_of(c, deadline_local);
                 let now = self.now;
                 let slot = &mut self.clients[c].slots[s];

@@ -270,9 +270,10 @@ fn role() -> impl Strategy<Value = Role> {
 }
 
 fn lease() -> impl Strategy<Value = Lease> {
-    (token(), duration(), any::<u64>()).prop_map(|(token, validity, t)| Lease {
+    (token(), duration(), duration(), any::<u64>()).prop_map(|(token, validity, waited, t)| Lease {
         token,
         validity,
+        waited,
         valid_until: Time::from_micros(t),
     })
 }

@@ -240,6 +240,14 @@ fn text(bytes: &[u8]) -> Value {
     }
 }
 
+/// How long the holder may still act on `held`, from now: its deadline
+/// counts from the request's send, not from the answer.
+fn valid_for_ms(held: &locker_tokio::Held) -> u64 {
+    held.deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .as_millis() as u64
+}
+
 fn entry_json(e: &Option<EntryView>) -> Value {
     match e {
         None => json!({"ok": true, "found": false}),
@@ -567,7 +575,7 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
                     .with_wait(Duration::from_millis(wait_ms))
                     .lock(key, value, Duration::from_millis(lease_ms))
                     .await?;
-                json!({"ok": true, "token": h.token.0, "valid_for_ms": h.validity.as_millis() as u64})
+                json!({"ok": true, "token": h.token.0, "valid_for_ms": valid_for_ms(&h)})
             }
             Cmd::Update { key, value, new_value } => {
                 let t = client.update(key, value, new_value).await?;
@@ -575,7 +583,7 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
             }
             Cmd::Extend { key, value, lease_ms, token } => {
                 let h = client.extend(key, value, Duration::from_millis(lease_ms), token.map(Token)).await?;
-                json!({"ok": true, "token": h.token.0, "valid_for_ms": h.validity.as_millis() as u64})
+                json!({"ok": true, "token": h.token.0, "valid_for_ms": valid_for_ms(&h)})
             }
             Cmd::Release { key, value, token } => {
                 client.release(key, value, token.map(Token)).await?;
