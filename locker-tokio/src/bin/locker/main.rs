@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod bench;
 mod demo;
+mod hold;
 mod stats;
 
 /// Every message a node handles allocates (decoded keys and values, the
@@ -135,6 +136,18 @@ enum Cmd {
     /// How long a lock takes through the node (a probe key, locked and
     /// released).
     Lag,
+    /// Take KEY with a lease guard and work while the guard proves the lease.
+    ///
+    /// Prints one JSON line per guard state change,
+    /// `{"state":"held"|"danger"|"lost","token":N,"deadline_unix_us":..,"at_unix_us":..}`,
+    /// and one per work step, `{"work":true,"token":N,"deadline_unix_us":..,"at_unix_us":..}`,
+    /// taken every --work-every-ms while the state is held or danger and the
+    /// clock is before the guard's deadline. Times are wall-clock
+    /// microseconds since the Unix epoch. Releases and exits 0 on SIGTERM,
+    /// SIGINT or the end of stdin (printing `{"state":"released",..}`);
+    /// exits 1 when the lease is lost or the lock is refused, 2 when the node
+    /// cannot be reached (a `{"state":"failed","error":..}` line).
+    Hold(hold::HoldArgs),
     /// Walk through what locker does, on a cluster inside this process.
     Demo,
     /// Measure lock+release cycles and extends against three `locker serve` processes.
@@ -289,6 +302,7 @@ async fn run(cli: Cli) -> ExitCode {
             demo::run().await
         }
         Cmd::Bench(args) => bench::run(args, secret).await,
+        Cmd::Hold(args) => hold::run(cli.node, secret, args).await,
         cmd => client_command(cli.node, secret, cmd).await,
     }
 }
@@ -484,7 +498,9 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
                        "coordinating": s.summary.coordinating, "highest_token": s.summary.highest_token.0,
                        "w": s.summary.w, "peers": links, "counters": counters})
             }
-            Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) => unreachable!("handled above"),
+            Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) | Cmd::Hold(_) => {
+                unreachable!("handled above")
+            }
         })
     }
     .await;

@@ -1,0 +1,209 @@
+//! `locker hold`: takes a key with a lease guard, keeps it, and does "work"
+//! only while the guard proves the lease, telling every step on stdout.
+//!
+//! A holder that other programs (and the real-process fault tests) can
+//! watch from outside: every guard state change and every work step is one
+//! JSON line with a wall-clock time, so the lines of several processes on
+//! one machine fall on one time line.
+
+use clap::Args;
+use locker_tokio::{Client, Error, LeaseGuard, LeaseState};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The arguments of `locker hold`.
+#[derive(Args)]
+pub struct HoldArgs {
+    /// The key to hold.
+    key: String,
+    /// The value to hold it with (the holder's identity).
+    value: String,
+    /// The lease asked for at the lock and at every extend.
+    #[arg(long)]
+    lease_ms: u64,
+    /// How long the first lock keeps retrying a held or unreachable key.
+    #[arg(long, default_value_t = 3000)]
+    wait_ms: u64,
+    /// The time between two work steps.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    work_every_ms: u64,
+}
+
+/// Why the holder stops holding.
+enum End {
+    /// SIGTERM, SIGINT or the end of stdin: release, exit 0.
+    Asked,
+    /// The guard says the lease is gone (lost, or released by its keeper):
+    /// exit 1.
+    Lost,
+}
+
+/// Microseconds since the Unix epoch, now.
+fn unix_us_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// `at` on the wall clock, in microseconds since the Unix epoch.
+fn unix_us(at: Instant) -> u64 {
+    let (now, wall) = (Instant::now(), unix_us_now());
+    if at >= now {
+        wall.saturating_add((at - now).as_micros() as u64)
+    } else {
+        wall.saturating_sub((now - at).as_micros() as u64)
+    }
+}
+
+fn state_name(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::Held => "held",
+        LeaseState::Danger => "danger",
+        LeaseState::Lost => "lost",
+        LeaseState::Released => "released",
+    }
+}
+
+fn emit(line: Value) {
+    // One line per event, flushed at once: a reader sees each event as it
+    // happens, even through a pipe.
+    println!("{line}");
+}
+
+/// The guard's line for `state`.
+fn state_line(guard: &LeaseGuard, state: LeaseState) -> Value {
+    json!({"state": state_name(state), "token": guard.token().0,
+           "deadline_unix_us": unix_us(guard.deadline()), "at_unix_us": unix_us_now()})
+}
+
+/// Whether the guard proves the lease right now: Held or Danger, and before
+/// its deadline on this process's clock (the state alone may lag the clock
+/// after a pause).
+fn proves_lease(guard: &LeaseGuard) -> bool {
+    matches!(guard.state(), LeaseState::Held | LeaseState::Danger)
+        && Instant::now() < guard.deadline()
+}
+
+/// Sets the flag once stdin reaches its end (or fails): the holder's parent
+/// closing the pipe, or dying, asks it to let go. A plain thread, since a
+/// blocking read cannot be cancelled and must not hold up the exit.
+fn watch_stdin() -> Arc<AtomicBool> {
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        flag.store(true, Ordering::SeqCst);
+    });
+    closed
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn failure_line(e: &Error) -> (Value, ExitCode) {
+    let (code, exit) = match e {
+        Error::Refused(op) => (op.code(), 1),
+        Error::Auth(_) => ("auth", 2),
+        _ => ("connection", 2),
+    };
+    (
+        json!({"state": "failed", "error": code, "message": e.to_string(), "at_unix_us": unix_us_now()}),
+        ExitCode::from(exit),
+    )
+}
+
+/// Runs `locker hold` against the node at `node`.
+pub async fn run(node: SocketAddr, secret: Option<Vec<u8>>, args: HoldArgs) -> ExitCode {
+    let stdin_closed = watch_stdin();
+    let client = match Client::connect(node, secret.as_deref()).await {
+        Ok(c) => c.with_wait(Duration::from_millis(args.wait_ms)),
+        Err(e) => {
+            let (line, exit) = failure_line(&e);
+            emit(line);
+            return exit;
+        }
+    };
+    let lease = Duration::from_millis(args.lease_ms);
+    let guard = match client.lock_guard(&args.key, &args.value, lease).await {
+        Ok(g) => g,
+        Err(e) => {
+            let (line, exit) = failure_line(&e);
+            emit(line);
+            return exit;
+        }
+    };
+    let mut shown = LeaseState::Held;
+    emit(state_line(&guard, shown));
+    let mut watch = guard.watch();
+    let mut steps = tokio::time::interval(Duration::from_millis(args.work_every_ms));
+    steps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let terminated = termination();
+    tokio::pin!(terminated);
+    // The keeper gone (after Lost or Released), the watch answers at once.
+    let mut watching = true;
+    let end = loop {
+        let asked = tokio::select! {
+            _ = &mut terminated => true,
+            _ = steps.tick() => false,
+            changed = watch.changed(), if watching => {
+                watching = changed.is_ok();
+                false
+            }
+        };
+        if asked || stdin_closed.load(Ordering::SeqCst) {
+            break End::Asked;
+        }
+        let state = guard.state();
+        if state != shown {
+            shown = state;
+            emit(state_line(&guard, state));
+        }
+        if matches!(state, LeaseState::Lost | LeaseState::Released) {
+            break End::Lost;
+        }
+        if proves_lease(&guard) {
+            // The step's time is taken after the check: the work happens
+            // no earlier than this, and no later than the deadline it was
+            // checked against.
+            emit(json!({"work": true, "token": guard.token().0,
+                        "deadline_unix_us": unix_us(guard.deadline()), "at_unix_us": unix_us_now()}));
+        }
+    };
+    match end {
+        End::Asked => {
+            let token = guard.token().0;
+            let result = guard.release().await;
+            let mut line = json!({"state": "released", "token": token, "at_unix_us": unix_us_now()});
+            if let Err(e) = result {
+                line["release_error"] = json!(e.to_string());
+            }
+            emit(line);
+            ExitCode::SUCCESS
+        }
+        End::Lost => ExitCode::from(1),
+    }
+}
