@@ -1,0 +1,8 @@
+//! The parts of the real-process fault suite (`tests/faults.rs`).
+
+pub mod cluster;
+pub mod disk;
+pub mod history;
+pub mod procs;
+pub mod proxy;
+pub mod workload;
