@@ -99,8 +99,6 @@ pub enum Started {
 /// A restart, as done.
 #[derive(Debug)]
 pub struct Restart {
-    /// The mode.
-    pub mode: RestartMode,
     /// The names of the state files the mode changed (garbage, emptied).
     pub files: Vec<String>,
     /// How the start went.
@@ -296,11 +294,6 @@ impl Cluster {
         &self.secret_file
     }
 
-    /// The scratch directory.
-    pub fn scratch(&self) -> &Path {
-        self.scratch.path()
-    }
-
     /// Where clients reach node `id` (its front proxy).
     pub fn client_addr(&self, id: u64) -> SocketAddr {
         self.fronts[&id].addr()
@@ -308,7 +301,10 @@ impl Cluster {
 
     /// Every node's client address.
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
-        self.ids().into_iter().map(|i| self.client_addr(i)).collect()
+        self.ids()
+            .into_iter()
+            .map(|i| self.client_addr(i))
+            .collect()
     }
 
     /// The proxy in front of node `id`, for clients.
@@ -424,11 +420,7 @@ impl Cluster {
         self.recorder
             .fault(format!("restart node {id} ({mode:?}) {files:?}"));
         let started = self.spawn(id, mode != RestartMode::NoDataDir, false).await;
-        Ok(Restart {
-            mode,
-            files,
-            started,
-        })
+        Ok(Restart { files, started })
     }
 
     /// Undoes what a restart mode did to node `id`'s data dir: the state
@@ -472,14 +464,7 @@ impl Cluster {
                 .join(",");
             let node = self.node(id);
             let data_dir = with_data_dir.then_some(node.data_dir.as_path());
-            let args = serve_args(
-                id,
-                listen,
-                &masters,
-                &self.secret_file,
-                data_dir,
-                bootstrap,
-            );
+            let args = serve_args(id, listen, &masters, &self.secret_file, data_dir, bootstrap);
             let log = self
                 .scratch
                 .path()
@@ -488,6 +473,8 @@ impl Cluster {
             let mut command = Command::new(locker_program());
             command
                 .args(&args)
+                // Plain text logs, read by the scenarios.
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr);
@@ -554,9 +541,9 @@ impl Cluster {
         for id in self.ids() {
             loop {
                 let s = self.status(id).await;
-                let ready = s.as_ref().is_some_and(|s| {
-                    !s.summary.recovering && s.links.iter().all(|(_, up)| *up)
-                });
+                let ready = s
+                    .as_ref()
+                    .is_some_and(|s| !s.summary.recovering && s.links.iter().all(|(_, up)| *up));
                 if ready && self.probe_lock(id).await {
                     break;
                 }

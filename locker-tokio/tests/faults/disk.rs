@@ -73,11 +73,6 @@ impl Saved {
         }
         Ok(())
     }
-
-    /// How many files were saved.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// Replaces the directory by a regular file of the same name (the state
@@ -136,7 +131,10 @@ impl Unwritable {
                 return Err(e);
             }
         }
-        Err(format!("neither read-only modes nor chattr +i stop writes in {}", dir.display()))
+        Err(format!(
+            "neither read-only modes nor chattr +i stop writes in {}",
+            dir.display()
+        ))
     }
 
     /// How it was done, for the run's log.

@@ -176,6 +176,7 @@ impl Recorder {
             fencing: fencing::check(&history).into_iter().map(name).collect(),
             work_exclusion: mutex::check(&work_history(&r))
                 .into_iter()
+                .filter(|v| clients_in(v).iter().any(|&c| is_hold(&r, c)))
                 .map(name)
                 .collect(),
             work_in_tenure: work_outside_tenure(&r).into_iter().map(name).collect(),
@@ -184,38 +185,76 @@ impl Recorder {
     }
 }
 
+/// A tenure by its holder, token and key.
+type Tenure<'a> = (usize, u64, &'a str);
+
 /// The work that guards allowed, as windows the mutual-exclusion checker
-/// reads: each `locker hold` tenure's work, from its first step to its last,
+/// reads: each `locker hold` tenure's work, from its first step to its last
+/// (split where a step comes after every deadline checked before it),
 /// with every tenure of the other holders (library and CLI clients do no
 /// work of their own, so their tenures stand for it). Two processes working
 /// on one key at once, or one working while another client holds the key,
-/// overlap here.
+/// overlap here; [`Recorder::verdict`] keeps the overlaps that involve work.
 fn work_history(r: &Record) -> History {
-    let mut spans: BTreeMap<(usize, u64, &str), (u64, u64)> = BTreeMap::new();
+    let mut steps: BTreeMap<Tenure<'_>, Vec<(u64, u64)>> = BTreeMap::new();
     for s in &r.work {
-        let e = spans
+        steps
             .entry((s.holder, s.token, &s.key))
-            .or_insert((s.at, s.at));
-        e.0 = e.0.min(s.at);
-        e.1 = e.1.max(s.at);
+            .or_default()
+            .push((s.at, s.deadline));
     }
-    let is_hold = |holder: usize| matches!(r.holders.get(holder), Some((HolderKind::Hold, _)));
-    let mut windows: Vec<Window> = spans
-        .into_iter()
-        .map(|((holder, token, key), (first, last))| Window {
-            key: key.to_string(),
-            client: holder,
-            token,
-            start: first,
-            // A single step is an instant; the checker skips empty windows.
-            end: last + 1,
-        })
-        .collect();
-    windows.extend(r.windows.iter().filter(|w| !is_hold(w.client)).cloned());
+    let mut windows = Vec::new();
+    for ((holder, token, key), mut steps) in steps {
+        steps.sort();
+        // One span while each step lies before the latest deadline checked
+        // so far; a step after it (past a pause, then extended) starts
+        // another.
+        let mut span: Option<(u64, u64, u64)> = None; // first, last, deadline
+        let mut close = |(first, last, _): (u64, u64, u64)| {
+            windows.push(Window {
+                key: key.to_string(),
+                client: holder,
+                token,
+                start: first,
+                // A single step is an instant; the checker skips empty windows.
+                end: last + 1,
+            })
+        };
+        for (at, deadline) in steps {
+            span = match span {
+                Some((first, _, d)) if at <= d => Some((first, at, d.max(deadline))),
+                Some(done) => {
+                    close(done);
+                    Some((at, at, deadline))
+                }
+                None => Some((at, at, deadline)),
+            };
+        }
+        if let Some(done) = span {
+            close(done);
+        }
+    }
+    windows.extend(r.windows.iter().filter(|w| !is_hold(r, w.client)).cloned());
     History {
         windows,
         ..History::default()
     }
+}
+
+fn is_hold(r: &Record, holder: usize) -> bool {
+    matches!(r.holders.get(holder), Some((HolderKind::Hold, _)))
+}
+
+/// The holders a checker's message names (`client N`).
+fn clients_in(message: &str) -> Vec<usize> {
+    message
+        .split("client ")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+        .collect()
 }
 
 /// Work steps that lie outside their own tenure or after the deadline

@@ -156,7 +156,10 @@ enum Call<T> {
     Abandoned,
 }
 
-async fn bounded<T>(wait: Duration, call: impl std::future::Future<Output = Result<T, Error>>) -> Call<T> {
+async fn bounded<T>(
+    wait: Duration,
+    call: impl std::future::Future<Output = Result<T, Error>>,
+) -> Call<T> {
     match tokio::time::timeout(wait + CALL_SLACK, call).await {
         Ok(r) => Call::Done(r),
         Err(_) => Call::Abandoned,
@@ -252,10 +255,7 @@ impl LibraryClient {
                 }
                 Call::Done(Err(e)) => {
                     self.recorder.count("extend failed");
-                    if matches!(
-                        e,
-                        Error::Refused(OpError::NotOwner | OpError::NotFound)
-                    ) {
+                    if matches!(e, Error::Refused(OpError::NotOwner | OpError::NotFound)) {
                         // Told the lease is gone: the belief ends here.
                         ended = Some(now_us());
                         break;
@@ -556,8 +556,7 @@ impl Holder {
 
     /// SIGSTOP.
     pub fn pause(&mut self) {
-        self.recorder
-            .fault(format!("SIGSTOP {}", self.proc.name()));
+        self.recorder.fault(format!("SIGSTOP {}", self.proc.name()));
         if let Err(e) = self.proc.signal(Signal::Stop) {
             eprintln!("  {e}");
         }
@@ -565,8 +564,7 @@ impl Holder {
 
     /// SIGCONT.
     pub fn resume(&mut self) {
-        self.recorder
-            .fault(format!("SIGCONT {}", self.proc.name()));
+        self.recorder.fault(format!("SIGCONT {}", self.proc.name()));
         if let Err(e) = self.proc.signal(Signal::Cont) {
             eprintln!("  {e}");
         }
@@ -599,6 +597,12 @@ impl Holder {
 
     /// Turns its lines into the tenure, grant and work steps of the
     /// history (once).
+    ///
+    /// Each line says that at `at` the guard proved the lease up to
+    /// `deadline`. The tenure is the union of those intervals: one window
+    /// while they chain, a new one after a gap (a pause past the deadline
+    /// that an extend then bridged), each ending at the latest deadline
+    /// seen, or at the line that says the lease is gone.
     fn record(&mut self) {
         if self.recorded {
             return;
@@ -608,61 +612,68 @@ impl Holder {
             // The process is gone, so its stdout is at its end.
             let _ = reader.join();
         }
-        let lines = self.lines();
         let r = &self.recorder;
-        let mut tenure: Option<(u64, u64, u64)> = None; // token, start, deadline
-        let mut end: Option<u64> = None;
-        for l in &lines {
+        let mut token = None;
+        let mut proofs: Vec<(u64, u64)> = Vec::new();
+        let mut gone: Option<u64> = None;
+        for l in self.lines() {
             match l {
                 HoldLine::State {
                     state,
-                    token,
+                    token: t,
                     deadline,
                     at,
-                } => {
-                    match &mut tenure {
-                        None if state == "held" => {
+                } => match state.as_str() {
+                    "held" | "danger" => {
+                        if token.is_none() {
                             r.count("hold lock ok");
-                            r.grant(&self.key, *token, self.spawned_at, *at);
-                            tenure = Some((*token, *at, *deadline));
+                            r.grant(&self.key, t, self.spawned_at, at);
+                            token = Some(t);
                         }
-                        Some(t) if matches!(state.as_str(), "held" | "danger") => {
-                            t.2 = t.2.max(*deadline);
-                        }
-                        _ => {}
+                        proofs.push((at, deadline));
                     }
-                    if state == "lost" {
-                        r.count("hold lost");
-                        end.get_or_insert(*at);
+                    _ => {
+                        r.count(&format!("hold {state}"));
+                        gone.get_or_insert(at);
                     }
-                }
+                },
                 HoldLine::Work {
-                    token,
+                    token: t,
                     deadline,
                     at,
                 } => {
-                    if let Some(t) = &mut tenure {
-                        t.2 = t.2.max(*deadline);
-                    }
+                    proofs.push((at, deadline));
                     r.work(WorkStep {
                         key: self.key.clone(),
                         holder: self.holder,
-                        token: *token,
-                        at: *at,
-                        deadline: *deadline,
+                        token: t,
+                        at,
+                        deadline,
                     });
                 }
                 HoldLine::End { state, at } => {
                     r.count(&format!("hold {state}"));
-                    end.get_or_insert(*at);
+                    gone.get_or_insert(at);
                 }
             }
         }
-        if let Some((token, start, deadline)) = tenure {
-            let end = end.map_or(deadline, |e| e.min(deadline));
-            r.window(&self.key, self.holder, token, start, end);
-        }
         r.add("work steps", self.work_steps() as u64);
+        let Some(token) = token else { return };
+        let gone = gone.unwrap_or(u64::MAX);
+        let mut window: Option<(u64, u64)> = None;
+        for (at, deadline) in proofs {
+            window = match window {
+                Some((start, end)) if at <= end => Some((start, end.max(deadline))),
+                Some((start, end)) => {
+                    r.window(&self.key, self.holder, token, start, end.min(gone));
+                    Some((at, deadline))
+                }
+                None => Some((at, deadline)),
+            };
+        }
+        if let Some((start, end)) = window {
+            r.window(&self.key, self.holder, token, start, end.min(gone));
+        }
     }
 }
 

@@ -51,13 +51,48 @@ fn unix_us_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `at` on the wall clock, in microseconds since the Unix epoch.
-fn unix_us(at: Instant) -> u64 {
-    let (now, wall) = (Instant::now(), unix_us_now());
-    if at >= now {
-        wall.saturating_add((at - now).as_micros() as u64)
-    } else {
-        wall.saturating_sub((now - at).as_micros() as u64)
+/// A reading of both clocks, to put `Instant`s on the wall clock.
+#[derive(Clone, Copy)]
+struct WallClock {
+    now: Instant,
+    /// The wall clock at `now`, in µs since the Unix epoch.
+    wall_us: u64,
+}
+
+impl WallClock {
+    /// Reads both clocks close together: a thread preempted between its
+    /// two readings would shift every instant it converts by the time it
+    /// lost, and its events would seem to move against another process's.
+    fn read() -> WallClock {
+        let mut best: Option<(u64, WallClock)> = None;
+        for _ in 0..8 {
+            let before = unix_us_now();
+            let now = Instant::now();
+            let after = unix_us_now();
+            let spread = after.saturating_sub(before);
+            let reading = WallClock {
+                now,
+                wall_us: before + spread / 2,
+            };
+            if best.is_none_or(|(s, _)| spread < s) {
+                best = Some((spread, reading));
+            }
+            if spread <= 20 {
+                break;
+            }
+        }
+        best.map(|(_, r)| r).expect("at least one reading")
+    }
+
+    /// `at` in µs since the Unix epoch.
+    fn unix_us(&self, at: Instant) -> u64 {
+        if at >= self.now {
+            self.wall_us
+                .saturating_add((at - self.now).as_micros() as u64)
+        } else {
+            self.wall_us
+                .saturating_sub((self.now - at).as_micros() as u64)
+        }
     }
 }
 
@@ -78,16 +113,16 @@ fn emit(line: Value) {
 
 /// The guard's line for `state`.
 fn state_line(guard: &LeaseGuard, state: LeaseState) -> Value {
+    let clock = WallClock::read();
     json!({"state": state_name(state), "token": guard.token().0,
-           "deadline_unix_us": unix_us(guard.deadline()), "at_unix_us": unix_us_now()})
+           "deadline_unix_us": clock.unix_us(guard.deadline()), "at_unix_us": clock.unix_us(clock.now)})
 }
 
-/// Whether the guard proves the lease right now: Held or Danger, and before
+/// Whether the guard proves the lease at `now`: Held or Danger, and before
 /// its deadline on this process's clock (the state alone may lag the clock
 /// after a pause).
-fn proves_lease(guard: &LeaseGuard) -> bool {
-    matches!(guard.state(), LeaseState::Held | LeaseState::Danger)
-        && Instant::now() < guard.deadline()
+fn proves_lease(guard: &LeaseGuard, now: Instant) -> bool {
+    matches!(guard.state(), LeaseState::Held | LeaseState::Danger) && now < guard.deadline()
 }
 
 /// Sets the flag once stdin reaches its end (or fails): the holder's parent
@@ -185,19 +220,21 @@ pub async fn run(node: SocketAddr, secret: Option<Vec<u8>>, args: HoldArgs) -> E
         if matches!(state, LeaseState::Lost | LeaseState::Released) {
             break End::Lost;
         }
-        if proves_lease(&guard) {
-            // The step's time is taken after the check: the work happens
-            // no earlier than this, and no later than the deadline it was
-            // checked against.
+        let clock = WallClock::read();
+        if proves_lease(&guard, clock.now) {
+            // The step's time is the instant the lease was checked at, so
+            // it lies before the deadline it was checked against.
             emit(json!({"work": true, "token": guard.token().0,
-                        "deadline_unix_us": unix_us(guard.deadline()), "at_unix_us": unix_us_now()}));
+                        "deadline_unix_us": clock.unix_us(guard.deadline()),
+                        "at_unix_us": clock.unix_us(clock.now)}));
         }
     };
     match end {
         End::Asked => {
             let token = guard.token().0;
             let result = guard.release().await;
-            let mut line = json!({"state": "released", "token": token, "at_unix_us": unix_us_now()});
+            let mut line =
+                json!({"state": "released", "token": token, "at_unix_us": unix_us_now()});
             if let Err(e) = result {
                 line["release_error"] = json!(e.to_string());
             }
