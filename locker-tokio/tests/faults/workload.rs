@@ -111,9 +111,9 @@ impl Workload {
 
     /// Ends every client after its current operation (each is bounded) and
     /// waits for them.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(20), t)
                 .await
@@ -123,9 +123,17 @@ impl Workload {
                 abort.abort();
             }
         }
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        // A scenario that fails before `stop` must not leave CLI threads
+        // starting processes for the rest of the test binary's life.
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

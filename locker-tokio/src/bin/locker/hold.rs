@@ -171,19 +171,32 @@ fn failure_line(e: &Error) -> (Value, ExitCode) {
     )
 }
 
+/// How long the lock (or the release) may take beyond its own wait before
+/// the holder gives up on the node.
+const CALL_SLACK: Duration = Duration::from_secs(5);
+
+fn timed_out(what: &str) -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} did not end"),
+    ))
+}
+
 /// Runs `locker hold` against the node at `node`.
 pub async fn run(node: SocketAddr, secret: Option<Vec<u8>>, args: HoldArgs) -> ExitCode {
     let stdin_closed = watch_stdin();
-    let client = match Client::connect(node, secret.as_deref()).await {
-        Ok(c) => c.with_wait(Duration::from_millis(args.wait_ms)),
-        Err(e) => {
-            let (line, exit) = failure_line(&e);
-            emit(line);
-            return exit;
-        }
-    };
+    let wait = Duration::from_millis(args.wait_ms);
     let lease = Duration::from_millis(args.lease_ms);
-    let guard = match client.lock_guard(&args.key, &args.value, lease).await {
+    let locked = tokio::time::timeout(wait + CALL_SLACK, async {
+        let client = Client::connect(node, secret.as_deref()).await?;
+        client
+            .with_wait(wait)
+            .lock_guard(&args.key, &args.value, lease)
+            .await
+    })
+    .await
+    .unwrap_or_else(|_| Err(timed_out("the lock")));
+    let guard = match locked {
         Ok(g) => g,
         Err(e) => {
             let (line, exit) = failure_line(&e);
@@ -232,7 +245,9 @@ pub async fn run(node: SocketAddr, secret: Option<Vec<u8>>, args: HoldArgs) -> E
     match end {
         End::Asked => {
             let token = guard.token().0;
-            let result = guard.release().await;
+            let result = tokio::time::timeout(wait + CALL_SLACK, guard.release())
+                .await
+                .unwrap_or_else(|_| Err(timed_out("the release")));
             let mut line =
                 json!({"state": "released", "token": token, "at_unix_us": unix_us_now()});
             if let Err(e) = result {
