@@ -767,8 +767,9 @@ fn every_check_fires_on_a_broken_history() {
 }
 
 /// Work before a gap (a pause past the deadline) and after it (an extend
-/// that bridged it) are two spans: a tenure of another client in the gap
-/// is no overlap.
+/// that bridged it) are two spans, and the tenure two windows: a tenure of
+/// another client in the gap is no overlap, and the two windows are one
+/// tenure to the fencing checker.
 #[test]
 fn work_on_both_sides_of_a_gap_is_two_spans() {
     let rec = Recorder::default();
@@ -790,6 +791,8 @@ fn work_on_both_sides_of_a_gap_is_two_spans() {
     assert!(verdict.work_exclusion.is_empty(), "{verdict:?}");
     assert!(verdict.mutex.is_empty(), "{verdict:?}");
     assert!(verdict.work_in_tenure.is_empty(), "{verdict:?}");
+    // Both windows are one tenure, granted before C's.
+    assert!(verdict.fencing.is_empty(), "{verdict:?}");
 }
 
 /// The long form: random faults for `LOCKER_FAULT_SECS` seconds (see the

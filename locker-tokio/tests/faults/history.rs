@@ -165,15 +165,19 @@ impl Recorder {
     /// Every check over everything recorded.
     pub fn verdict(&self) -> Verdict {
         let r = self.record();
-        let history = History {
+        let beliefs = History {
             windows: r.windows.clone(),
+            ..History::default()
+        };
+        let tenures = History {
+            windows: tenures(&r.windows),
             grants: r.grants.clone(),
             ..History::default()
         };
         let name = |v: String| name_holders(v, &r.holders);
         Verdict {
-            mutex: mutex::check(&history).into_iter().map(name).collect(),
-            fencing: fencing::check(&history).into_iter().map(name).collect(),
+            mutex: mutex::check(&beliefs).into_iter().map(name).collect(),
+            fencing: fencing::check(&tenures).into_iter().map(name).collect(),
             work_exclusion: mutex::check(&work_history(&r))
                 .into_iter()
                 .filter(|v| clients_in(v).iter().any(|&c| is_hold(&r, c)))
@@ -183,6 +187,24 @@ impl Recorder {
             faults: r.faults.clone(),
         }
     }
+}
+
+/// One window per tenure, for the fencing checker, which orders tenures
+/// by their start: a hold process's tenure may be recorded as several
+/// windows (see `Holder::record` in the workload), all with its grant's
+/// token.
+fn tenures(windows: &[Window]) -> Vec<Window> {
+    let mut by_tenure: BTreeMap<Tenure<'_>, Window> = BTreeMap::new();
+    for w in windows {
+        by_tenure
+            .entry((w.client, w.token, &w.key))
+            .and_modify(|t| {
+                t.start = t.start.min(w.start);
+                t.end = t.end.max(w.end);
+            })
+            .or_insert_with(|| w.clone());
+    }
+    by_tenure.into_values().collect()
 }
 
 /// A tenure by its holder, token and key.
