@@ -358,9 +358,11 @@ impl Cluster {
         }
     }
 
-    /// kill -9 of node `id`.
+    /// kill -9 of node `id` (nothing if it has exited already).
     pub fn kill(&mut self, id: u64) {
-        self.recorder.fault(format!("kill -9 node {id}"));
+        if self.is_up(id) {
+            self.recorder.fault(format!("kill -9 node {id}"));
+        }
         if let Some(p) = self.node_mut(id).proc.as_mut() {
             p.kill();
         }
