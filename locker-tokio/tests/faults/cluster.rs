@@ -99,7 +99,8 @@ pub enum Started {
 /// A restart, as done.
 #[derive(Debug)]
 pub struct Restart {
-    /// The names of the state files the mode changed (garbage, emptied).
+    /// The paths of the state files the mode changed (garbage, emptied), as
+    /// an error message naming them would spell them.
     pub files: Vec<String>,
     /// How the start went.
     pub started: Started,
@@ -405,7 +406,7 @@ impl Cluster {
                     disk::empty_files(&dir)
                 }
                 .map_err(|e| format!("changing state files: {e}"))?;
-                files = disk::names(&changed);
+                files = changed.iter().map(|f| f.display().to_string()).collect();
                 self.node_mut(id).aside = Some((mode, saved));
             }
             RestartMode::WritesFail => {
@@ -419,8 +420,12 @@ impl Cluster {
                 self.node_mut(id).aside = Some((mode, saved));
             }
         }
+        let names: Vec<_> = files
+            .iter()
+            .filter_map(|f| Path::new(f).file_name())
+            .collect();
         self.recorder
-            .fault(format!("restart node {id} ({mode:?}) {files:?}"));
+            .fault(format!("restart node {id} ({mode:?}) {names:?}"));
         let started = self.spawn(id, mode != RestartMode::NoDataDir, false).await;
         Ok(Restart { files, started })
     }

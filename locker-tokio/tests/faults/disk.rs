@@ -25,15 +25,6 @@ pub fn state_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The file names of `files`, as a node's error message would name them.
-pub fn names(files: &[PathBuf]) -> Vec<String> {
-    files
-        .iter()
-        .filter_map(|f| f.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .collect()
-}
-
 /// Overwrites every state file with garbage; returns the files.
 pub fn fill_with_garbage(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let files = state_files(dir);
