@@ -14,6 +14,7 @@ use std::time::Duration;
 mod admin;
 mod bench;
 mod demo;
+mod hold;
 mod stats;
 
 /// Every message a node handles allocates (decoded keys and values, the
@@ -174,6 +175,18 @@ enum Cmd {
     SetNodes(admin::SetNodesArgs),
     /// Change the write quorum.
     SetW(admin::SetWArgs),
+    /// Take KEY with a lease guard and work while the guard proves the lease.
+    ///
+    /// Prints one JSON line per guard state change,
+    /// `{"state":"held"|"danger"|"lost","token":N,"deadline_unix_us":..,"at_unix_us":..}`,
+    /// and one per work step, `{"work":true,"token":N,"deadline_unix_us":..,"at_unix_us":..}`,
+    /// taken every --work-every-ms while the state is held or danger and the
+    /// clock is before the guard's deadline. Times are wall-clock
+    /// microseconds since the Unix epoch. Releases and exits 0 on SIGTERM,
+    /// SIGINT or the end of stdin (printing `{"state":"released",..}`);
+    /// exits 1 when the lease is lost or the lock is refused, 2 when the node
+    /// cannot be reached (a `{"state":"failed","error":..}` line).
+    Hold(hold::HoldArgs),
     /// Walk through what locker does, on a cluster inside this process.
     Demo,
     /// Measure lock+release cycles and extends against three `locker serve` processes.
@@ -358,6 +371,8 @@ async fn run(cli: Cli) -> ExitCode {
             demo::run().await
         }
         Cmd::Bench(args) => bench::run(args, secret).await,
+        // Holds until told to stop: its own lock and release are bounded.
+        Cmd::Hold(args) => hold::run(cli.node, secret, args).await,
         cmd => {
             let deadline = cli
                 .timeout_ms
@@ -623,7 +638,9 @@ async fn client_command(node: SocketAddr, secret: Option<Vec<u8>>, cmd: Cmd) -> 
             }
             Cmd::SetNodes(args) => admin::set_nodes(&client, args).await?,
             Cmd::SetW(args) => admin::set_w(&client, args).await?,
-            Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) => unreachable!("handled above"),
+            Cmd::Serve { .. } | Cmd::Demo | Cmd::Bench(_) | Cmd::Hold(_) => {
+                unreachable!("handled above")
+            }
         })
     }
     .await;
