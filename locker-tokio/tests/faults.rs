@@ -215,6 +215,46 @@ fn expect_quarantined(findings: &mut Findings, cluster: &Cluster, id: u64, start
     }
 }
 
+/// The lease of the scenarios' hold processes: short enough to wait out.
+fn holder_lease() -> Duration {
+    Duration::from_millis(1500).min(max_lease())
+}
+
+/// A scenario under load: a new cluster, the workload on `keys` through
+/// every node, and the hold process `holder` holding `gate` through node
+/// `node` with [`holder_lease`].
+async fn busy_cluster(
+    name: &str,
+    keys: &[&str],
+    holder: &str,
+    node: u64,
+    rec: &Arc<Recorder>,
+) -> (Cluster, Workload, Holder, Findings) {
+    let c = Cluster::start(name, rec.clone()).await;
+    let mut findings = Findings::default();
+    let work = Workload::start(
+        &Mix::on(keys, max_lease()),
+        c.client_addrs(),
+        c.secret(),
+        c.secret_file(),
+        rec.clone(),
+    );
+    let mut h = Holder::spawn(
+        holder,
+        c.client_addr(node),
+        c.secret_file(),
+        "gate",
+        holder_lease(),
+        Duration::from_secs(3),
+        rec.clone(),
+    );
+    findings.expect(
+        h.held_within(Duration::from_secs(10)).await.is_some(),
+        || format!("{holder} never held gate"),
+    );
+    (c, work, h, findings)
+}
+
 /// (a) kill -9 and a restart with the data dir intact: the node comes back
 /// quarantined, and (where the max lease is short enough to wait) votes
 /// only once the quarantine, at least the max lease, is over.
@@ -222,30 +262,8 @@ fn expect_quarantined(findings: &mut Findings, cluster: &Cluster, id: u64, start
 fn restart_with_its_data_dir_is_quarantined_and_safe() {
     run(async {
         let rec = Arc::new(Recorder::default());
-        let mut c = Cluster::start("intact", rec.clone()).await;
-        let mut findings = Findings::default();
-        let mix = Mix::on(&["a", "b"], max_lease());
-        let work = Workload::start(
-            &mix,
-            c.client_addrs(),
-            c.secret(),
-            c.secret_file(),
-            rec.clone(),
-        );
-        let lease = Duration::from_millis(1500).min(max_lease());
-        let mut holder = Holder::spawn(
-            "h",
-            c.client_addr(1),
-            c.secret_file(),
-            "gate",
-            lease,
-            Duration::from_secs(3),
-            rec.clone(),
-        );
-        findings.expect(
-            holder.held_within(Duration::from_secs(10)).await.is_some(),
-            || "the hold process never held gate".into(),
-        );
+        let (mut c, work, mut holder, mut findings) =
+            busy_cluster("intact", &["a", "b"], "h", 1, &rec).await;
         grants_reach(&rec, 5, Duration::from_secs(15)).await;
         findings.expect(state_written(&c, 2).await, || {
             "node 2 never persisted".into()
@@ -558,29 +576,9 @@ fn failing_writes_stop_the_node() {
 fn paused_masters_and_a_paused_holder_keep_exclusion() {
     run(async {
         let rec = Arc::new(Recorder::default());
-        let mut c = Cluster::start("pauses", rec.clone()).await;
-        let mut findings = Findings::default();
-        let work = Workload::start(
-            &Mix::on(&["a", "b", "c"], max_lease()),
-            c.client_addrs(),
-            c.secret(),
-            c.secret_file(),
-            rec.clone(),
-        );
-        let lease = Duration::from_millis(1500).min(max_lease());
-        let mut a = Holder::spawn(
-            "A",
-            c.client_addr(1),
-            c.secret_file(),
-            "gate",
-            lease,
-            Duration::from_secs(3),
-            rec.clone(),
-        );
-        findings.expect(
-            a.held_within(Duration::from_secs(10)).await.is_some(),
-            || "A never held gate".into(),
-        );
+        let (mut c, work, mut a, mut findings) =
+            busy_cluster("pauses", &["a", "b", "c"], "A", 1, &rec).await;
+        let lease = holder_lease();
         c.pause(3);
         grants_reach(&rec, rec.grants() + 3, Duration::from_secs(5)).await;
         c.resume(3);
@@ -630,29 +628,8 @@ fn paused_masters_and_a_paused_holder_keep_exclusion() {
 fn network_faults_keep_exclusion_and_fencing() {
     run(async {
         let rec = Arc::new(Recorder::default());
-        let c = Cluster::start("network", rec.clone()).await;
-        let mut findings = Findings::default();
-        let work = Workload::start(
-            &Mix::on(&["a", "b", "c"], max_lease()),
-            c.client_addrs(),
-            c.secret(),
-            c.secret_file(),
-            rec.clone(),
-        );
-        let lease = Duration::from_millis(1500).min(max_lease());
-        let mut a = Holder::spawn(
-            "A",
-            c.client_addr(2),
-            c.secret_file(),
-            "gate",
-            lease,
-            Duration::from_secs(3),
-            rec.clone(),
-        );
-        findings.expect(
-            a.held_within(Duration::from_secs(10)).await.is_some(),
-            || "A never held gate".into(),
-        );
+        let (c, work, mut a, mut findings) =
+            busy_cluster("network", &["a", "b", "c"], "A", 2, &rec).await;
         let step = Duration::from_millis(700);
         let faults: Vec<(&str, Vec<(&harness::proxy::Proxy, Mode)>)> = vec![
             (
