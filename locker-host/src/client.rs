@@ -245,7 +245,7 @@ impl<R: Runtime> Client<R> {
         bound: Duration,
         make: impl FnOnce(u64) -> Envelope,
     ) -> Result<Envelope, Error> {
-        let deadline = Instant::now() + bound + REPLY_GRACE;
+        let deadline = self.runtime.now() + bound + REPLY_GRACE;
         timeout_at(&self.runtime, deadline, self.exchange(make))
             .await
             .unwrap_or(Err(Error::Timeout))

@@ -334,7 +334,9 @@ impl<R: Runtime> LocalNode<R> {
         // a short poll is simpler than an event from each, and costs nothing
         // once ready (the first look answers).
         while !self.is_ready() && !self.shutdown.is_raised() {
-            self.runtime.sleep_until(Instant::now() + READY_POLL).await;
+            self.runtime
+                .sleep_until(self.runtime.now() + READY_POLL)
+                .await;
         }
     }
 
