@@ -2,8 +2,11 @@
 //! command line. The in-process scenarios are the conformance suite's
 //! (`tests/conformance.rs`).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::{cli, free_addr, masters_list};
 
 /// How a `serve` process starts.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -51,26 +54,6 @@ fn serve(
     command.spawn().unwrap()
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn cli(node: SocketAddr, secret: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locker"))
-        .arg("--node")
-        .arg(node.to_string())
-        .arg("--secret-file")
-        .arg(secret)
-        .args(args)
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.code().unwrap_or(-1), v)
-}
-
 /// Serve processes, killed when dropped.
 struct Procs(Vec<std::process::Child>);
 
@@ -89,12 +72,7 @@ impl Drop for Procs {
 fn start_cluster(secret: &std::path::Path, data: &std::path::Path) -> (Procs, Vec<SocketAddr>) {
     'attempt: for attempt in 0..5 {
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-        let masters = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let masters = masters_list(&addrs);
         let mut procs = Procs(
             addrs
                 .iter()

@@ -24,6 +24,7 @@
 
 #[path = "faults/mod.rs"]
 mod harness;
+mod support;
 
 use harness::chaos::{Chaos, Progress, Settings};
 use harness::cluster::{max_lease, quarantine, Cluster, RestartMode, Started};

@@ -2,10 +2,13 @@
 //! a brand-new node replaces a master, and the links follow.
 
 use serde_json::Value;
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cli, free_addr, masters_list};
 
 /// The longest lease the nodes grant: it sets how long a node that a
 /// change makes a master stays quarantined.
@@ -109,12 +112,7 @@ impl Nodes {
     fn start_masters(&mut self, dir: &Dir) -> (Vec<SocketAddr>, String) {
         for _ in 0..5 {
             let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-            let masters = addrs
-                .iter()
-                .enumerate()
-                .map(|(i, a)| format!("{}={a}", i + 1))
-                .collect::<Vec<_>>()
-                .join(",");
+            let masters = masters_list(&addrs);
             let all = (1..=3).all(|id| self.spawn(dir, id, addrs[id as usize - 1], &masters));
             if all {
                 return (addrs, masters);
@@ -154,27 +152,6 @@ impl Drop for Nodes {
             let _ = child.wait();
         }
     }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Runs a client command against `node`: its exit code and JSON output.
-fn cli(node: SocketAddr, secret: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_locker"))
-        .arg("--node")
-        .arg(node.to_string())
-        .arg("--secret-file")
-        .arg(secret)
-        .args(args)
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v)
 }
 
 /// Polls `check` on `node`'s status until it holds.

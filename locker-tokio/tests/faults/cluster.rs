@@ -21,6 +21,7 @@ use super::disk::{self, Saved, Unwritable};
 use super::history::{now_us, Recorder};
 use super::procs::{Proc, Signal};
 use super::proxy::Proxy;
+use crate::support::free_addr;
 
 /// The cluster's max lease (`serve --max-lease-ms`): short, so that the
 /// scenarios can wait out a restarted master's quarantine.
@@ -148,13 +149,6 @@ pub struct Cluster {
     secret_file: PathBuf,
     recorder: Arc<Recorder>,
     scratch: Scratch,
-}
-
-/// A loopback address whose port was free a moment ago.
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 /// The `locker` program under test.
