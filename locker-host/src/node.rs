@@ -181,35 +181,32 @@ impl<R: Runtime> LocalNode<R> {
         {
             return Err(StartError::NoAddress(peer));
         }
-        let data_dir = match &opts.data_dir {
-            Some(dir) => Some(DataDir::open(dir, id)?),
-            None => None,
-        };
-        let state = match &data_dir {
-            Some(dir) => dir.load()?,
-            None => None,
-        };
-        let node = match (opts.start, &state, &data_dir) {
-            (StartMode::Bootstrap, Some(_), Some(dir)) => {
-                return Err(StartError::BootstrapOverState(dir.state_path()))
+        let (data_dir, persisted) = match &opts.data_dir {
+            Some(dir) => {
+                let dir = DataDir::open(dir, id)?;
+                let persisted = dir.load()?;
+                (Some(dir), persisted)
             }
-            (StartMode::Bootstrap, _, _) => Node::new(config.clone(), Time::ZERO)?,
-            (StartMode::Restart, state, _) => {
-                let state = state.clone().unwrap_or_default();
-                Node::restarted_with(
-                    config.clone(),
-                    Time::ZERO,
-                    state.ceiling,
-                    state.membership.as_ref(),
-                )?
-            }
+            None => (None, None),
+        };
+        if let (StartMode::Bootstrap, Some(dir), Some(_)) = (opts.start, &data_dir, &persisted) {
+            return Err(StartError::BootstrapOverState(dir.state_path()));
+        }
+        let state = persisted.unwrap_or_default();
+        let node = match opts.start {
+            StartMode::Bootstrap => Node::new(config.clone(), Time::ZERO)?,
+            StartMode::Restart => Node::restarted_with(
+                config.clone(),
+                Time::ZERO,
+                state.ceiling,
+                state.membership.as_ref(),
+            )?,
         };
         // Written at once: a directory that cannot take a write fails the
         // start, not a later persist, and a written directory tells every
         // later start that this node has run.
         let storage = match data_dir {
             Some(dir) => {
-                let state = state.unwrap_or_default();
                 dir.store(&state)?;
                 Some((dir, state))
             }
